@@ -115,6 +115,9 @@ type Observer struct {
 	// PollTimeout bounds one Observe call.
 	PollTimeout time.Duration `mapstructure:"poll_timeout"`
 	BatchSize   int           `mapstructure:"batch_size"`
+	// Deadline overrides canary.deadline for this stage (0: use it). A stage
+	// behind an hour-long aggregation window needs a longer one.
+	Deadline time.Duration `mapstructure:"deadline"`
 	SQL         SQLObserver   `mapstructure:"sql"`
 	Kafka       KafkaObserver `mapstructure:"kafka"`
 }
