@@ -118,8 +118,8 @@ type Observer struct {
 	// Deadline overrides canary.deadline for this stage (0: use it). A stage
 	// behind an hour-long aggregation window needs a longer one.
 	Deadline time.Duration `mapstructure:"deadline"`
-	SQL         SQLObserver   `mapstructure:"sql"`
-	Kafka       KafkaObserver `mapstructure:"kafka"`
+	SQL      SQLObserver   `mapstructure:"sql"`
+	Kafka    KafkaObserver `mapstructure:"kafka"`
 }
 
 // SQLObserver polls a table for pending marker ids.
