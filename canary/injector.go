@@ -1,0 +1,269 @@
+package canary
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// InjectorConfig configures the marker injector.
+type InjectorConfig struct {
+	Client   *kgo.Client // produces with acks=all and idempotence (kgo's defaults); a manual partitioner
+	Topic    string
+	Instance string
+	Run      string
+	Encoding Encoding
+	Event    EventOptions
+	// Rate is markers per second per partition; MaxRate caps the total.
+	Rate, MaxRate   float64
+	MetadataRefresh time.Duration
+	Tracker         *Tracker
+	Metrics         *Metrics
+	Logger          *slog.Logger
+	Now             func() time.Time
+	// Sent, if set, is called when a marker's produce completes.
+	Sent func(m Marker, err error)
+	// MaxMarkers stops injection after this many attempts (0: no limit).
+	MaxMarkers int
+}
+
+// Injector produces one marker per partition per 1/Rate seconds, spread evenly
+// over time and round-robin over every partition of the ingest topic, which it
+// discovers from metadata and re-discovers as it changes.
+type Injector struct {
+	cfg  InjectorConfig
+	adm  *kadm.Client
+	seqs map[int32]uint64
+
+	mu         sync.Mutex
+	partitions []int32
+	ready      bool
+
+	sent     atomic.Uint64 // acknowledged markers, for the summary line
+	attempts int           // markers attempted, owned by Run
+}
+
+// NewInjector checks the configuration; it does not touch the network.
+func NewInjector(cfg InjectorConfig) (*Injector, error) {
+	if cfg.Client == nil || cfg.Tracker == nil || cfg.Metrics == nil {
+		return nil, errors.New("injector: client, tracker and metrics are required")
+	}
+	if !cfg.Encoding.Valid() {
+		return nil, fmt.Errorf("injector: unknown encoding %q", cfg.Encoding)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Injector{cfg: cfg, adm: kadm.NewClient(cfg.Client), seqs: map[int32]uint64{}}, nil
+}
+
+// Ready reports whether partitions have been discovered at least once.
+func (in *Injector) Ready() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.ready
+}
+
+// Partitions returns the partitions markers go to.
+func (in *Injector) Partitions() []int32 {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return slices.Clone(in.partitions)
+}
+
+// interval between two markers, over all partitions.
+func (in *Injector) interval(n int) time.Duration {
+	total := in.cfg.Rate * float64(n)
+	if in.cfg.MaxRate > 0 && total > in.cfg.MaxRate {
+		total = in.cfg.MaxRate
+	}
+	if total <= 0 {
+		return 0
+	}
+	return time.Duration(float64(time.Second) / total)
+}
+
+// Run injects until ctx is cancelled. It returns nil on cancellation; Kafka
+// being unavailable is not an error: it is counted and retried.
+func (in *Injector) Run(ctx context.Context) error {
+	if in.cfg.Rate <= 0 {
+		in.cfg.Logger.Info("marker injection disabled (canary.rate is 0)")
+		<-ctx.Done()
+		return nil
+	}
+	refresh := time.NewTicker(in.cfg.MetadataRefresh)
+	defer refresh.Stop()
+	in.discover(ctx)
+
+	var (
+		next  int
+		tick  *time.Ticker
+		every time.Duration
+	)
+	defer func() {
+		if tick != nil {
+			tick.Stop()
+		}
+	}()
+	for {
+		parts := in.Partitions()
+		if iv := in.interval(len(parts)); iv != every {
+			every = iv
+			if tick != nil {
+				tick.Stop()
+				tick = nil
+			}
+			if every > 0 {
+				tick = time.NewTicker(every)
+				in.cfg.Logger.Info("injecting markers", "partitions", len(parts), "interval", every)
+			}
+		}
+		var tc <-chan time.Time
+		if tick != nil {
+			tc = tick.C
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-refresh.C:
+			in.discover(ctx)
+		case <-tc:
+			if len(parts) == 0 {
+				continue
+			}
+			in.attempts++
+			next %= len(parts)
+			in.send(ctx, parts[next])
+			next++
+			if in.cfg.MaxMarkers > 0 && in.attempts >= in.cfg.MaxMarkers {
+				in.cfg.Logger.Info("marker limit reached; injection stopped", "markers", in.attempts)
+				<-ctx.Done()
+				return nil
+			}
+		}
+	}
+}
+
+// discover refreshes the ingest topic's partitions. On failure it keeps the
+// last known list: a metadata hiccup must not stop the markers.
+func (in *Injector) discover(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	td, err := in.adm.ListTopics(ctx, in.cfg.Topic)
+	if err == nil {
+		err = td.Error()
+	}
+	if err != nil {
+		if ctx.Err() == nil || !errors.Is(err, context.Canceled) {
+			in.cfg.Logger.Warn("ingest topic metadata failed; keeping the last known partitions", "topic", in.cfg.Topic, "err", err)
+		}
+		return
+	}
+	t, ok := td[in.cfg.Topic]
+	if !ok {
+		in.cfg.Logger.Warn("ingest topic not found", "topic", in.cfg.Topic)
+		return
+	}
+	parts := t.Partitions.Numbers()
+	slices.Sort(parts)
+	in.mu.Lock()
+	changed := !slices.Equal(parts, in.partitions)
+	in.partitions = parts
+	in.ready = true
+	in.mu.Unlock()
+	if changed {
+		in.cfg.Logger.Info("ingest partitions", "topic", in.cfg.Topic, "count", len(parts))
+	}
+	in.cfg.Metrics.Partitions.Set(float64(len(parts)))
+}
+
+func (in *Injector) send(ctx context.Context, partition int32) {
+	in.seqs[partition]++
+	m := Marker{
+		ID:        uuid.New(),
+		Instance:  in.cfg.Instance,
+		Run:       in.cfg.Run,
+		Partition: partition,
+		Seq:       in.seqs[partition],
+		SentAt:    in.cfg.Now(),
+	}
+	ev := m.Event(in.cfg.Event)
+	value, err := Encode(in.cfg.Encoding, &ev)
+	if err != nil {
+		in.cfg.Metrics.NotSent.WithLabelValues("encode").Inc()
+		in.cfg.Logger.Error("encode marker", "marker_id", m.ID, "err", err)
+		return
+	}
+	if !in.cfg.Tracker.Track(m, false) {
+		in.cfg.Metrics.NotSent.WithLabelValues("tracker_full").Inc()
+		return
+	}
+	rec := &kgo.Record{
+		Topic:     in.cfg.Topic,
+		Partition: partition,
+		Key:       []byte(in.cfg.Event.ServiceName),
+		Value:     value,
+		Timestamp: m.SentAt,
+		Headers:   []kgo.RecordHeader{{Key: HeaderInstance, Value: []byte(in.cfg.Instance)}},
+	}
+	// TryProduce never blocks: a full buffer means Kafka is not keeping up, and
+	// the canary must not pile up behind it.
+	in.cfg.Client.TryProduce(ctx, rec, func(_ *kgo.Record, err error) {
+		if in.cfg.Sent != nil {
+			in.cfg.Sent(m, err)
+		}
+		if err != nil {
+			in.cfg.Tracker.Abandon(m.ID)
+			reason := produceFailureReason(err)
+			in.cfg.Metrics.ProduceFailures.WithLabelValues(reason).Inc()
+			in.cfg.Logger.Warn("marker produce failed", "marker_id", m.ID, "partition", partition, "reason", reason, "err", err)
+			return
+		}
+		now := in.cfg.Now()
+		in.sent.Add(1)
+		in.cfg.Metrics.Sent.Inc()
+		in.cfg.Metrics.LastMarkerSentTS.Set(float64(now.UnixNano()) / 1e9)
+		observeWithID(in.cfg.Metrics.ProduceLatency, now.Sub(m.SentAt).Seconds(), m.ID)
+	})
+}
+
+func observeWithID(h prometheus.Observer, v float64, id uuid.UUID) {
+	if eo, ok := h.(prometheus.ExemplarObserver); ok {
+		eo.ObserveWithExemplar(v, prometheus.Labels{"marker_id": id.String()})
+		return
+	}
+	h.Observe(v)
+}
+
+func produceFailureReason(err error) string {
+	var ke *kerr.Error
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, kgo.ErrClientClosed):
+		return "shutdown"
+	case errors.Is(err, kgo.ErrMaxBuffered):
+		return "buffer_full"
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, kgo.ErrRecordTimeout), errors.Is(err, kgo.ErrRecordRetries):
+		return "timeout"
+	case errors.As(err, &ke):
+		if errors.Is(err, kerr.SaslAuthenticationFailed) || errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.ClusterAuthorizationFailed) {
+			return "auth"
+		}
+		return "broker"
+	default:
+		return "other"
+	}
+}

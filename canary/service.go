@@ -1,0 +1,413 @@
+package canary
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/slo-scout/slo-canary/config"
+	"github.com/slo-scout/slo-canary/probes"
+)
+
+// Options are the service's collaborators.
+type Options struct {
+	Config     *config.Config
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// Observers overrides the registry (tests); keyed by stage name.
+	Observers map[string]probes.Observer
+	// Hooks see every outcome; tests use them to check exact accounting.
+	Hooks Hooks
+	// MaxMarkers stops injection after this many markers (0: no limit), so a
+	// test or a one-shot run can wait for every marker to resolve.
+	MaxMarkers int
+}
+
+// Hooks are called synchronously for every outcome; they must be quick.
+type Hooks struct {
+	// Sent is called when a marker's produce completes (err nil: acknowledged).
+	Sent func(m Marker, err error)
+	// Result is called for every sighting and what the tracker made of it.
+	Result func(stage string, s probes.Sighting, r Result)
+	// Lost is called for every marker declared lost at a stage.
+	Lost func(stage string, m Marker)
+}
+
+// Service wires the injector, the tracker and one poll loop per observer. It
+// owns every goroutine it starts: Run returns only when all have stopped.
+type Service struct {
+	hooks    Hooks
+	cfg      *config.Config
+	log      *slog.Logger
+	now      func() time.Time
+	metrics  *Metrics
+	tracker  *Tracker
+	stages   []*stage
+	kopts    []kgo.Opt
+	client   *kgo.Client
+	injector *Injector
+	start    time.Time
+	run      string
+}
+
+// stage is one observer and what the service knows of it.
+type stage struct {
+	idx     int
+	name    string
+	cfg     config.Observer
+	obs     probes.Observer
+	ready   atomic.Bool
+	stats   StageStats
+	mu      sync.Mutex
+	recent  []float64 // last lags, seconds, ring for the summary line
+	recentN int
+}
+
+// StageStats are running totals for the summary line (metrics carry the same).
+type StageStats struct {
+	Observed, Lost, Late, Duplicate, OutOfOrder, Unmeasured, Unknown atomic.Uint64
+}
+
+const recentLags = 2048
+
+// New builds the service. Observers that cannot be built are a configuration
+// error; observers whose backend is down are not (they report unready).
+func New(ctx context.Context, o Options) (*Service, error) {
+	cfg := o.Config
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{cfg: cfg, hooks: o.Hooks, log: o.Logger, now: o.Now, start: o.Now()}
+	s.run = strconv.FormatInt(s.start.UnixNano(), 36)
+
+	kopts, err := KafkaOpts(cfg.Kafka, o.Logger)
+	if err != nil {
+		return nil, err
+	}
+	s.kopts = kopts
+
+	names := cfg.EnabledObservers()
+	if len(o.Observers) > 0 {
+		names = names[:0]
+		for n := range o.Observers {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+	}
+	var tstages []StageConfig
+	for i, n := range names {
+		oc := cfg.Observers[n]
+		st := &stage{idx: i, name: n, cfg: oc, recent: make([]float64, recentLags)}
+		if obs, ok := o.Observers[n]; ok {
+			st.obs = obs
+		} else {
+			obs, err := probes.New(ctx, n, oc, probes.Deps{
+				KafkaOpts: kopts,
+				Start:     s.start,
+				Lookback:  oc.EffectiveDeadline(cfg.Canary.Deadline) + cfg.Canary.LateWindow,
+				Logger:    o.Logger.With("stage", n),
+			})
+			if err != nil {
+				s.closeObservers()
+				return nil, fmt.Errorf("observer %s: %w", n, err)
+			}
+			st.obs = obs
+		}
+		s.stages = append(s.stages, st)
+		tstages = append(tstages, StageConfig{Name: n, Deadline: oc.EffectiveDeadline(cfg.Canary.Deadline)})
+	}
+	s.metrics = NewMetrics(o.Registerer, names)
+	s.metrics.FreshnessBudget.Set(cfg.Canary.FreshnessBudget.Seconds())
+	for _, st := range s.stages {
+		s.metrics.StageDeadline.WithLabelValues(st.name).Set(st.cfg.EffectiveDeadline(cfg.Canary.Deadline).Seconds())
+	}
+	s.tracker, err = NewTracker(TrackerConfig{
+		Stages:     tstages,
+		Budget:     cfg.Canary.FreshnessBudget,
+		LateWindow: cfg.Canary.LateWindow,
+		MaxTracked: cfg.Canary.MaxTracked,
+	})
+	if err != nil {
+		s.closeObservers()
+		return nil, err
+	}
+
+	popts := append(slices.Clone(kopts),
+		kgo.DefaultProduceTopic(cfg.Canary.Topic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordDeliveryTimeout(cfg.Canary.ProduceTimeout),
+		kgo.ProducerLinger(0),
+		kgo.MaxBufferedRecords(10000),
+		kgo.ProducerBatchCompression(compression(cfg.Canary.Compression)),
+	)
+	s.client, err = kgo.NewClient(popts...)
+	if err != nil {
+		s.closeObservers()
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	s.injector, err = NewInjector(InjectorConfig{
+		Client:          s.client,
+		Topic:           cfg.Canary.Topic,
+		Instance:        cfg.Canary.Instance,
+		Run:             s.run,
+		Encoding:        Encoding(cfg.Canary.Encoding),
+		Event:           EventOptions{ServiceName: cfg.Canary.ServiceName, Environment: cfg.Canary.Environment, EventType: cfg.Canary.EventType, Severity: cfg.Canary.Severity},
+		Rate:            cfg.Canary.Rate,
+		MaxRate:         cfg.Canary.MaxRate,
+		MetadataRefresh: cfg.Canary.MetadataRefresh,
+		Tracker:         s.tracker,
+		Metrics:         s.metrics,
+		Logger:          o.Logger.With("component", "injector"),
+		Now:             o.Now,
+		Sent:            o.Hooks.Sent,
+		MaxMarkers:      o.MaxMarkers,
+	})
+	if err != nil {
+		s.client.Close()
+		s.closeObservers()
+		return nil, err
+	}
+	return s, nil
+}
+
+func compression(name string) kgo.CompressionCodec {
+	switch name {
+	case "gzip":
+		return kgo.GzipCompression()
+	case "snappy":
+		return kgo.SnappyCompression()
+	case "lz4":
+		return kgo.Lz4Compression()
+	case "zstd":
+		return kgo.ZstdCompression()
+	default:
+		return kgo.NoCompression()
+	}
+}
+
+func (s *Service) closeObservers() {
+	for _, st := range s.stages {
+		if st.obs != nil {
+			st.obs.Close()
+		}
+	}
+}
+
+// Tracker exposes the tracker (tests, the demo's summary).
+func (s *Service) Tracker() *Tracker { return s.tracker }
+
+// Run starts everything and blocks until ctx is cancelled and all parts have
+// stopped. In-flight produces get ShutdownTimeout to finish.
+func (s *Service) Run(ctx context.Context) error {
+	defer s.client.Close()
+	defer s.closeObservers()
+
+	if s.cfg.Canary.Recovery.Enabled {
+		s.recover(ctx)
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	for _, st := range s.stages {
+		if r, ok := st.obs.(probes.Runner); ok {
+			g.Go(func() error {
+				if err := r.Run(gctx); err != nil && gctx.Err() == nil {
+					return fmt.Errorf("observer %s: %w", st.name, err)
+				}
+				return nil
+			})
+		}
+		g.Go(func() error { s.poll(gctx, st); return nil })
+	}
+	g.Go(func() error { return s.injector.Run(gctx) })
+	err := g.Wait()
+
+	// Let acknowledged-or-failed callbacks of in-flight markers run, boundedly.
+	fctx, cancel := context.WithTimeout(context.Background(), s.cfg.Canary.ShutdownTimeout)
+	defer cancel()
+	if ferr := s.client.Flush(fctx); ferr != nil {
+		s.log.Warn("in-flight markers not flushed before shutdown timeout", "err", ferr)
+	}
+	if s.cfg.Canary.Recovery.Enabled {
+		s.log.Info("stopping; pending markers will be resolved after the next start", "pending", s.tracker.Len())
+	} else if left := s.tracker.Drain(); len(left) > 0 {
+		s.metrics.Untracked.WithLabelValues("canary_stopped").Add(float64(len(left)))
+		s.log.Info("stopping; pending markers cannot be resolved (recovery disabled)", "untracked", len(left))
+	}
+	return err
+}
+
+// recover re-tracks markers this instance sent before the start.
+func (s *Service) recover(ctx context.Context) {
+	var oldest time.Duration
+	for _, st := range s.stages {
+		oldest = max(oldest, st.cfg.EffectiveDeadline(s.cfg.Canary.Deadline))
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.Canary.Recovery.Timeout)
+	defer cancel()
+	res, err := Recover(rctx, RecoveryConfig{
+		ClientOpts: s.kopts,
+		Topic:      s.cfg.Canary.Topic,
+		Instance:   s.cfg.Canary.Instance,
+		Encoding:   Encoding(s.cfg.Canary.Encoding),
+		Since:      s.start.Add(-oldest - s.cfg.Canary.LateWindow),
+		MaxRecords: s.cfg.Canary.Recovery.MaxRecords,
+		Logger:     s.log,
+	})
+	n := 0
+	for _, m := range res.Markers {
+		if s.tracker.Track(m, true) {
+			n++
+		}
+	}
+	s.metrics.Recovered.Add(float64(n))
+	lvl := slog.LevelInfo
+	if err != nil || res.Truncate || res.Damaged > 0 {
+		lvl = slog.LevelWarn
+	}
+	s.log.Log(ctx, lvl, "recovered markers from the ingest topic", "markers", n, "scanned", res.Scanned,
+		"damaged", res.Damaged, "truncated", res.Truncate, "err", err)
+}
+
+// poll runs one stage's observation loop.
+func (s *Service) poll(ctx context.Context, st *stage) {
+	tick := time.NewTicker(st.cfg.PollInterval)
+	defer tick.Stop()
+	maxIDs := st.cfg.BatchSize * 8
+	buf := make([]uuid.UUID, 0, maxIDs)
+	var sinceOK time.Time
+	for {
+		start := s.now()
+		ids, since := s.tracker.Pending(st.idx, buf[:0], maxIDs)
+		if since.IsZero() {
+			since = start
+		}
+		pctx, cancel := context.WithTimeout(ctx, st.cfg.PollTimeout)
+		sightings, err := st.obs.Observe(pctx, probes.Query{Pending: ids, Since: since.Add(-time.Minute)})
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		s.metrics.Polls.WithLabelValues(st.name).Inc()
+		s.metrics.PollDuration.WithLabelValues(st.name).Observe(s.now().Sub(start).Seconds())
+		for _, sg := range sightings {
+			s.record(st, sg)
+		}
+		if err != nil {
+			reason := "other"
+			var pe *probes.Error
+			if errors.As(err, &pe) {
+				reason = pe.Reason
+			}
+			s.metrics.PollErrors.WithLabelValues(st.name, reason).Inc()
+			s.log.Warn("observation failed", "stage", st.name, "reason", reason, "err", err)
+		} else {
+			sinceOK = start
+			if st.ready.CompareAndSwap(false, true) {
+				s.metrics.StageReady.WithLabelValues(st.name).Set(1)
+				s.log.Info("stage ready", "stage", st.name)
+			}
+		}
+		// Only what a successful observation could have seen can be declared
+		// lost: an outage of the observer is not a loss in the pipeline.
+		if !sinceOK.IsZero() {
+			s.tracker.Expire(st.idx, sinceOK, func(m Marker) { s.lost(st, m) })
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *Service) lost(st *stage, m Marker) {
+	if s.hooks.Lost != nil {
+		s.hooks.Lost(st.name, m)
+	}
+	st.stats.Lost.Add(1)
+	s.metrics.Lost.WithLabelValues(st.name).Inc()
+	s.metrics.FreshTotal.WithLabelValues(st.name).Inc()
+	s.log.Warn("marker lost", "stage", st.name, "marker_id", m.ID, "partition", m.Partition, "seq", m.Seq,
+		"run", m.Run, "sent_at", m.SentAt, "deadline", st.cfg.EffectiveDeadline(s.cfg.Canary.Deadline))
+}
+
+func (s *Service) record(st *stage, sg probes.Sighting) {
+	if !sg.SourceTime.IsZero() {
+		s.metrics.ClockSkew.WithLabelValues(st.name).Set(sg.SourceTime.Sub(sg.At).Seconds())
+	}
+	r := s.tracker.Seen(st.idx, sg)
+	if s.hooks.Result != nil {
+		s.hooks.Result(st.name, sg, r)
+	}
+	switch r.Outcome {
+	case OutcomeObserved:
+		st.stats.Observed.Add(1)
+		s.metrics.Observed.WithLabelValues(st.name).Inc()
+		s.metrics.FreshTotal.WithLabelValues(st.name).Inc()
+		if r.Good {
+			s.metrics.FreshGood.WithLabelValues(st.name).Inc()
+		}
+		s.lag(st, r)
+	case OutcomeUnmeasured:
+		st.stats.Observed.Add(1)
+		st.stats.Unmeasured.Add(1)
+		s.metrics.Observed.WithLabelValues(st.name).Inc()
+		s.metrics.Unmeasured.WithLabelValues(st.name).Inc()
+	case OutcomeLate:
+		st.stats.Late.Add(1)
+		s.metrics.Late.WithLabelValues(st.name).Inc()
+		s.lag(st, r)
+		s.log.Info("late marker", "stage", st.name, "marker_id", r.Marker.ID, "partition", r.Marker.Partition, "lag", r.Lag)
+	case OutcomeUnknown:
+		st.stats.Unknown.Add(1)
+		s.metrics.Unknown.WithLabelValues(st.name).Inc()
+	}
+	if r.Duplicates > 0 {
+		st.stats.Duplicate.Add(uint64(r.Duplicates))
+		s.metrics.Duplicate.WithLabelValues(st.name).Add(float64(r.Duplicates))
+	}
+	if r.OutOfOrder {
+		st.stats.OutOfOrder.Add(1)
+		s.metrics.OutOfOrder.WithLabelValues(st.name).Inc()
+	}
+}
+
+func (s *Service) lag(st *stage, r Result) {
+	v := r.Lag.Seconds()
+	observeWithID(s.metrics.Lag.WithLabelValues(st.name), v, r.Marker.ID)
+	st.mu.Lock()
+	st.recent[st.recentN%recentLags] = v
+	st.recentN++
+	st.mu.Unlock()
+}
+
+// Ready is nil once Kafka and every observer have answered once.
+func (s *Service) Ready() error {
+	var errs []error
+	if s.cfg.Canary.Rate > 0 && !s.injector.Ready() {
+		errs = append(errs, errors.New("kafka: ingest topic metadata not loaded yet"))
+	}
+	for _, st := range s.stages {
+		if !st.ready.Load() {
+			errs = append(errs, fmt.Errorf("stage %s: no successful observation yet", st.name))
+		}
+	}
+	return errors.Join(errs...)
+}

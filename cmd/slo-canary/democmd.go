@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/slo-scout/slo-canary/canary"
+	"github.com/slo-scout/slo-canary/config"
+	"github.com/slo-scout/slo-canary/testbed"
+)
+
+func logConfig(level string) config.Log { return config.Log{Level: level, Format: "auto"} }
+
+func newDemoCmd() *cobra.Command {
+	var (
+		listen     string
+		partitions int32
+		rate       float64
+		every      time.Duration
+		noPG       bool
+		level      string
+		faults     faultFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the reference pipeline and the canary in one process, with a live summary",
+		Long: `Starts the reference pipeline (in-process Kafka, and PostgreSQL when initdb is
+on PATH) and the canary against it, serves the canary's /metrics, and prints a
+one-line summary every few seconds. No outside services are needed. Ctrl-C exits.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := faults.faults.Validate(); err != nil {
+				return &exitError{code: exitConfig, err: err}
+			}
+			out := cmd.OutOrStdout()
+			logger := newLogger(logConfig(level), cmd.ErrOrStderr())
+			ready := make(chan testbed.ServeInfo, 1)
+			g, ctx := errgroup.WithContext(cmd.Context())
+			g.Go(func() error {
+				return testbed.Serve(ctx, testbed.ServeOptions{
+					Pipeline:   testbed.PipelineConfig{Partitions: partitions, Faults: faults.faults},
+					NoPostgres: noPG,
+					Out:        out,
+					Logger:     logger.With("component", "testbed"),
+					Ready:      func(i testbed.ServeInfo) { ready <- i },
+				})
+			})
+			var info testbed.ServeInfo
+			select {
+			case info = <-ready:
+			case <-ctx.Done():
+				return demoExit(g.Wait())
+			}
+			cfg, err := demoConfig(info, listen, rate, level)
+			if err != nil {
+				return &exitError{code: exitFailure, err: err}
+			}
+			if info.DSN != "" {
+				fmt.Fprintln(out, "stages:   database (telemetry_events rows) and capsules (capsule-events topic)")
+			} else {
+				fmt.Fprintln(out, "stages:   capsules (capsule-events topic) only: PostgreSQL (initdb) not found")
+			}
+			g.Go(func() error {
+				return runDaemon(ctx, cfg, logger.With("component", "canary"), &daemonHooks{
+					started: func(svc *canary.Service, addr net.Addr) {
+						fmt.Fprintf(out, "metrics:  http://%s/metrics\n", addr)
+						g.Go(func() error { summaries(ctx, out, svc, every); return nil })
+					},
+				})
+			})
+			return demoExit(g.Wait())
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&listen, "listen", "127.0.0.1:9464", "address of the canary's /metrics")
+	fs.Int32Var(&partitions, "partitions", 10, "partitions of the reference pipeline's topics")
+	fs.Float64Var(&rate, "rate", 1, "markers per second per partition")
+	fs.DurationVar(&every, "summary-interval", 5*time.Second, "how often to print the summary line")
+	fs.BoolVar(&noPG, "no-postgres", false, "run without PostgreSQL even if initdb is available")
+	fs.StringVar(&level, "log-level", "warn", "log level")
+	faults.bind(cmd)
+	return cmd
+}
+
+func demoExit(err error) error {
+	if err == nil || err == context.Canceled {
+		return nil
+	}
+	if _, ok := err.(*exitError); ok {
+		return err
+	}
+	return &exitError{code: exitFailure, err: err}
+}
+
+// demoConfig aims a canary at the demo's testbed: both stages, short deadline
+// so that a dropped marker shows up within the demo's attention span.
+func demoConfig(info testbed.ServeInfo, listen string, rate float64, level string) (*config.Config, error) {
+	c := config.Defaults()
+	c.Log = logConfig(level)
+	c.HTTP.Listen = listen
+	c.Kafka.Brokers = info.Brokers
+	c.Canary.Rate = rate
+	c.Canary.Deadline = time.Minute
+	c.Canary.FreshnessBudget = 30 * time.Second
+	c.Canary.LateWindow = 5 * time.Minute
+	c.Canary.Recovery.Enabled = false
+	db := c.Observers["database"]
+	db.Enabled = info.DSN != ""
+	db.SQL.DSN = info.DSN
+	c.Observers["database"] = db
+	caps := c.Observers["capsules"]
+	caps.Enabled = true
+	caps.Deadline = 0
+	c.Observers["capsules"] = caps
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("demo config: %w", err)
+	}
+	return &c, nil
+}
+
+func summaries(ctx context.Context, out io.Writer, svc *canary.Service, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fmt.Fprintf(out, "%s %s\n", time.Now().Format("15:04:05"), svc.Summary())
+		}
+	}
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/slo-scout/slo-canary/canary"
+	"github.com/slo-scout/slo-canary/config"
+)
+
+func newRunCmd() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the canary daemon",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(path, cmd)
+			if err != nil {
+				return err
+			}
+			logger := newLogger(cfg.Log, cmd.ErrOrStderr())
+			return runDaemon(cmd.Context(), cfg, logger, nil)
+		},
+	}
+	cmd.Flags().StringVar(&path, "config", "", "path of the YAML config file")
+	config.BindFlags(cmd.Flags())
+	return cmd
+}
+
+func newCheckConfigCmd() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "check-config",
+		Short: "Validate the configuration and print it, secrets redacted (exit 0 valid, 2 invalid)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(path, cmd)
+			if err != nil {
+				return err
+			}
+			out, err := config.Render(cfg)
+			if err != nil {
+				return &exitError{code: exitFailure, err: err}
+			}
+			cmd.OutOrStdout().Write(out)
+			fmt.Fprintln(cmd.ErrOrStderr(), "config OK")
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&path, "config", "", "path of the YAML config file")
+	config.BindFlags(cmd.Flags())
+	return cmd
+}
+
+// loadConfig turns every config problem into exit code 2, one line per problem.
+func loadConfig(path string, cmd *cobra.Command) (*config.Config, error) {
+	cfg, err := config.Load(path, cmd.Flags())
+	if err != nil {
+		return nil, &exitError{code: exitConfig, err: fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))}
+	}
+	return cfg, nil
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.Level)); err != nil {
+		lvl = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	format := c.Format
+	if format == "auto" || format == "" {
+		format = "json"
+		if f, ok := w.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+				format = "text"
+			}
+		}
+	}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// daemonHooks lets the demo watch a running daemon.
+type daemonHooks struct {
+	started func(*canary.Service, net.Addr)
+}
+
+// runDaemon runs the service and its HTTP endpoint until ctx is cancelled.
+func runDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks *daemonHooks) error {
+	reg := newRegistry()
+	svc, err := canary.New(ctx, canary.Options{Config: cfg, Registerer: reg, Logger: logger})
+	if err != nil {
+		return &exitError{code: exitFailure, err: fmt.Errorf("start: %w", err)}
+	}
+	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return &exitError{code: exitFailure, err: fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err)}
+	}
+	srv := &http.Server{
+		Handler:           canary.Handler(prometheus.Gatherer(reg), svc.Ready),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	logger.Info("slo-canary started", "listen", ln.Addr().String(), "topic", cfg.Canary.Topic,
+		"instance", cfg.Canary.Instance, "stages", cfg.EnabledObservers())
+	if hooks != nil && hooks.started != nil {
+		hooks.started(svc, ln.Addr())
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return svc.Run(gctx) })
+	g.Go(func() error {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	if err := g.Wait(); err != nil {
+		return &exitError{code: exitFailure, err: err}
+	}
+	logger.Info("slo-canary stopped")
+	return nil
+}

@@ -1,0 +1,76 @@
+// Package probes holds the observers that look for the canary's markers at each
+// stage of the pipeline (a database table, a downstream topic, the API), and the
+// registry that builds them from configuration.
+//
+// An observer answers one question: which of these pending markers are now
+// visible at my stage? The runner in package canary owns the polling loop: it
+// asks the tracker for pending markers, calls Observe, times it, counts its
+// errors and hands the sightings back to the tracker.
+package probes
+
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Query is what the runner asks an observer on each poll.
+type Query struct {
+	// Pending are markers not yet seen at this stage, oldest first, at most the
+	// observer's batch size. It may be empty: streaming observers still report
+	// what they consumed (duplicates and late arrivals).
+	Pending []uuid.UUID
+	// Since is a lower bound on the send time of every pending marker, minus a
+	// margin for clock skew. SQL observers bound their time column with it so a
+	// hypertable query touches only recent chunks.
+	Since time.Time
+}
+
+// Sighting reports one appearance of a marker at a stage.
+type Sighting struct {
+	ID uuid.UUID
+	// At is when the canary saw the marker, on the canary's clock: the moment
+	// the query was sent (rows visible then were visible at least that early),
+	// or the moment a record was consumed.
+	At time.Time
+	// Copies is how many copies the stage holds (rows with the same id); 1
+	// normally. Streaming observers report each copy as its own sighting.
+	Copies int
+	// Backlog marks a sighting of something the stage held before this observer
+	// could have seen it: a record whose timestamp predates the observer's start,
+	// or a row found by the first successful poll. For markers sent before a
+	// restart its lag cannot be measured and is counted as such, not guessed.
+	Backlog bool
+	// SourceTime is the stage's own timestamp of the marker when it has one (a
+	// Kafka record timestamp); zero otherwise. Used to measure clock skew.
+	SourceTime time.Time
+}
+
+// Observer finds markers at one stage.
+//
+// Observe must honour ctx (the runner sets a per-poll timeout) and must not
+// block beyond it. It may return sightings of ids that are not in q.Pending.
+// Observe is called from one goroutine at a time.
+type Observer interface {
+	Stage() string
+	Observe(ctx context.Context, q Query) ([]Sighting, error)
+	Close()
+}
+
+// Runner is implemented by observers with background work, such as a Kafka
+// consumer. The service runs Run in its group before polling starts; Run
+// returns when ctx is cancelled.
+type Runner interface {
+	Run(ctx context.Context) error
+}
+
+// ErrorReason classifies an observer error for the errors counter. Observers
+// wrap their errors in *Error to give a reason; anything else counts as "other".
+type Error struct {
+	Reason string // bounded set: timeout, connect, query, decode, auth, other
+	Err    error
+}
+
+func (e *Error) Error() string { return e.Reason + ": " + e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
