@@ -95,6 +95,13 @@ type Canary struct {
 
 	Recovery Recovery `mapstructure:"recovery"`
 
+	// StateFile, if set, is where the tracker is checkpointed (every
+	// CheckpointInterval and at exit), so a restarted canary resumes exactly
+	// where it stopped: nothing counted twice, nothing forgotten. Keep it on a
+	// volume that survives container restarts (an emptyDir does).
+	StateFile          string        `mapstructure:"state_file"`
+	CheckpointInterval time.Duration `mapstructure:"checkpoint_interval"`
+
 	// ShutdownTimeout bounds the wait for in-flight produces on exit.
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
 }

@@ -59,7 +59,8 @@ func Defaults() Config {
 				MaxRecords: 2000000,
 				Timeout:    60 * time.Second,
 			},
-			ShutdownTimeout: 10 * time.Second,
+			CheckpointInterval: 5 * time.Second,
+			ShutdownTimeout:    10 * time.Second,
 		},
 		Observers: map[string]Observer{
 			"database": database,

@@ -175,6 +175,9 @@ func (c Canary) validate(p *problems) {
 	if c.MaxTracked < 1 {
 		p.add("canary.max_tracked", "must be at least 1, got %d", c.MaxTracked)
 	}
+	if c.StateFile != "" {
+		p.positive("canary.checkpoint_interval", c.CheckpointInterval)
+	}
 	if c.Recovery.Enabled {
 		if c.Recovery.MaxRecords < 1 {
 			p.add("canary.recovery.max_records", "must be at least 1 when recovery is enabled, got %d", c.Recovery.MaxRecords)
