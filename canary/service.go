@@ -326,6 +326,9 @@ func (s *Service) poll(ctx context.Context, st *stage) {
 		}
 		// Only what a successful observation could have seen can be declared
 		// lost: an outage of the observer is not a loss in the pipeline.
+		if cu, ok := st.obs.(probes.CatchUpper); ok && cu.CatchingUp() {
+			sinceOK = time.Time{} // only polls after the catch-up count
+		}
 		if !sinceOK.IsZero() {
 			s.tracker.Expire(st.idx, sinceOK, func(m Marker) { s.lost(st, m) })
 		}

@@ -54,9 +54,11 @@ type Kafka struct {
 
 	fetchLog, decodeLog, dropLog logLimiter
 
-	running atomic.Bool
-	ready   atomic.Bool
-	readyCh chan struct{} // closed when ready
+	running  atomic.Bool
+	ready    atomic.Bool
+	caughtUp atomic.Bool // every partition read up to its end offset at start
+	from     time.Time
+	readyCh  chan struct{} // closed when ready
 
 	mu      sync.Mutex
 	buf     []Sighting
@@ -113,6 +115,7 @@ func NewKafka(name string, cfg config.KafkaObserver, deps Deps) (*Kafka, error) 
 		bufSize:   cfg.BufferSize,
 		client:    cl,
 		readyCh:   make(chan struct{}),
+		from:      from,
 		logger:    logger.With("observer", name, "type", "kafka", "topic", cfg.Topic),
 		fetchLog:  logLimiter{every: kafkaLogEvery},
 		decodeLog: logLimiter{every: kafkaLogEvery},
@@ -153,11 +156,20 @@ func (k *Kafka) Run(ctx context.Context) error {
 	if !ok {
 		return nil
 	}
+	behind := k.backlog(ctx, ends)
 	k.ready.Store(true)
 	close(k.readyCh)
-	k.logger.Info("kafka observer consuming", "partitions_at_start", len(ends))
+	k.logger.Info("kafka observer consuming", "partitions_at_start", len(ends), "partitions_with_backlog", len(behind))
+	catchUpBy := time.Now().Add(maxCatchUp)
 	var ids []uuid.UUID
 	for {
+		if len(behind) == 0 {
+			k.caughtUp.Store(true)
+		} else if time.Now().After(catchUpBy) {
+			k.logger.Warn("kafka observer still reading its backlog; treating it as caught up", "partitions_behind", len(behind), "after", maxCatchUp)
+			behind = nil
+			continue
+		}
 		fetches := k.client.PollFetches(ctx)
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			return nil
@@ -172,8 +184,42 @@ func (k *Kafka) Run(ctx context.Context) error {
 		})
 		fetches.EachRecord(func(r *kgo.Record) {
 			ids = k.handle(r, now, ends, ids[:0])
+			if end, ok := behind[r.Partition]; ok && r.Offset+1 >= end {
+				delete(behind, r.Partition)
+			}
 		})
 	}
+}
+
+// maxCatchUp bounds the wait for the backlog: a partition whose last backlog
+// offset is never delivered (a transaction marker under read_committed) must
+// not keep the stage from ever declaring a marker lost.
+const maxCatchUp = 5 * time.Minute
+
+// CatchingUp reports whether the observer is still reading the records that
+// were in the topic when it started.
+func (k *Kafka) CatchingUp() bool { return !k.caughtUp.Load() }
+
+// backlog returns the partitions that hold records to read between the start
+// offset and the end offset listed at start. On a listing error it assumes
+// every partition does: catching up then ends with the first records read.
+func (k *Kafka) backlog(ctx context.Context, ends map[int32]int64) map[int32]int64 {
+	behind := map[int32]int64{}
+	for p, end := range ends {
+		if end > 0 {
+			behind[p] = end
+		}
+	}
+	starts, err := kadm.NewClient(k.client).ListOffsetsAfterMilli(ctx, k.from.UnixMilli(), k.topic)
+	if err != nil {
+		return behind
+	}
+	starts.Each(func(o kadm.ListedOffset) {
+		if o.Err == nil && o.Offset >= ends[o.Partition] {
+			delete(behind, o.Partition)
+		}
+	})
+	return behind
 }
 
 // listEnds returns each partition's end offset, retrying with backoff until it

@@ -639,3 +639,49 @@ func FuzzExtractHeader(f *testing.F) {
 		}
 	})
 }
+
+// TestKafkaCatchingUp: while the observer reads the records that were in the
+// topic at its start it reports CatchingUp, and once it stops, every one of
+// them has been delivered, so the runner may declare missing markers lost.
+func TestKafkaCatchingUp(t *testing.T) {
+	t.Parallel()
+	cl := newCluster(t)
+	cfg := config.KafkaObserver{Extract: "json", Field: "event_id"}
+	start := time.Now()
+	var backlog []*kgo.Record
+	for range 300 {
+		r := sentinel(t, cfg, uuid.New())
+		r.Timestamp = start.Add(-time.Minute)
+		backlog = append(backlog, r)
+	}
+	produce(t, cl, backlog...)
+
+	k := startKafka(t, cl, cfg, probes.Deps{Start: start, Lookback: time.Hour})
+	var seen int
+	deadline := time.Now().Add(30 * time.Second)
+	for k.CatchingUp() {
+		if time.Now().After(deadline) {
+			t.Fatal("still catching up after 30s")
+		}
+		got, _ := k.Observe(context.Background(), probes.Query{})
+		seen += len(got)
+		time.Sleep(10 * time.Millisecond)
+	}
+	got, err := k.Observe(context.Background(), probes.Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen += len(got); seen != len(backlog) {
+		t.Fatalf("caught up after %d of the %d backlog records", seen, len(backlog))
+	}
+
+	// An observer of an empty topic has nothing to catch up on.
+	empty := startKafka(t, newCluster(t), cfg, probes.Deps{Start: time.Now(), Lookback: time.Hour})
+	waitFor := time.Now().Add(10 * time.Second)
+	for empty.CatchingUp() {
+		if time.Now().After(waitFor) {
+			t.Fatal("an observer of an empty topic never stopped catching up")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

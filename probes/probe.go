@@ -74,3 +74,11 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Reason + ": " + e.Err.Error() }
 func (e *Error) Unwrap() error { return e.Err }
+
+// CatchUpper is implemented by observers that start by reading a backlog (a
+// Kafka observer re-reading its lookback after a restart). While CatchingUp
+// reports true, the runner declares no marker lost at the stage: what the
+// observer has not read yet, it has not observed to be missing.
+type CatchUpper interface {
+	CatchingUp() bool
+}

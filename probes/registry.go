@@ -37,11 +37,19 @@ type Constructor func(ctx context.Context, name string, cfg config.Observer, dep
 // Probers, so that what exists is visible in one place.
 var Constructors = map[string]Constructor{
 	"sql": func(ctx context.Context, name string, cfg config.Observer, deps Deps) (Observer, error) {
-		return NewSQL(ctx, name, cfg.SQL, cfg.BatchSize, deps.Logger)
+		return observer(NewSQL(ctx, name, cfg.SQL, cfg.BatchSize, deps.Logger))
 	},
 	"kafka": func(_ context.Context, name string, cfg config.Observer, deps Deps) (Observer, error) {
-		return NewKafka(name, cfg.Kafka, deps)
+		return observer(NewKafka(name, cfg.Kafka, deps))
 	},
+}
+
+// observer returns a nil interface, not a nil pointer in one, on error.
+func observer[T Observer](o T, err error) (Observer, error) {
+	if err != nil {
+		return nil, err
+	}
+	return o, nil
 }
 
 // New builds the observer named name from its configuration.
@@ -53,11 +61,8 @@ func New(ctx context.Context, name string, cfg config.Observer, deps Deps) (Obse
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
-	o, err := c(ctx, name, cfg, deps)
-	if err != nil {
-		return nil, fmt.Errorf("observer %q: %w", name, err)
-	}
-	return o, nil
+	// Constructors name the observer in their errors.
+	return c(ctx, name, cfg, deps)
 }
 
 // Types lists the registered observer types, sorted.

@@ -52,8 +52,11 @@ func TestRegistry(t *testing.T) {
 		}
 	}
 
-	_, err = probes.New(ctx, "bad", config.Observer{Type: "sql", SQL: config.SQLObserver{DSN: "postgres://x:y@host:notaport/db"}}, probes.Deps{})
-	if err == nil || !strings.Contains(err.Error(), `observer "bad"`) || strings.Contains(err.Error(), ":y@") {
+	o, err := probes.New(ctx, "bad", config.Observer{Type: "sql", SQL: config.SQLObserver{DSN: "postgres://x:y@host:notaport/db"}}, probes.Deps{})
+	if err == nil || !strings.Contains(err.Error(), `sql observer "bad"`) || strings.Contains(err.Error(), ":y@") {
 		t.Fatalf("bad DSN: %v (must name the observer and hide the password)", err)
+	}
+	if o != nil {
+		t.Fatalf("a failed constructor returned %#v, not a nil Observer", o)
 	}
 }

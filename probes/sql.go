@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -23,10 +24,9 @@ import (
 	"github.com/slo-scout/slo-canary/config"
 )
 
-// DefaultSQLQuery finds markers in SLO-Scout's raw event table. The bound on
-// "timestamp" lets TimescaleDB exclude every chunk older than the oldest
-// pending marker; without it each poll would scan the whole hypertable.
-const DefaultSQLQuery = `SELECT event_id::text, count(*) FROM telemetry_events WHERE event_id = ANY($1::uuid[]) AND "timestamp" >= $2 GROUP BY event_id`
+// sqlSecondParam finds $2 but not $20: a query may leave the time bound out
+// (a table without a time column), and PostgreSQL refuses a surplus argument.
+var sqlSecondParam = regexp.MustCompile(`\$2([^0-9]|$)`)
 
 // Bounds applied when the configuration leaves them unset: an observer never
 // runs unbounded statements or an unbounded pool.
@@ -41,6 +41,7 @@ const (
 type SQL struct {
 	name      string
 	query     string
+	withSince bool // the query takes $2
 	batchSize int
 	pool      *pgxpool.Pool
 	logger    *slog.Logger
@@ -69,10 +70,17 @@ func NewSQL(ctx context.Context, name string, cfg config.SQLObserver, batchSize 
 	}
 	pc, err := pgxpool.ParseConfig(cfg.DSN)
 	if err != nil {
-		// pgx's parse errors quote the DSN but redact its password.
-		return nil, fmt.Errorf("sql observer %q: dsn: %w", name, err)
+		// pgx quotes the DSN in its message and redacts passwords only on a
+		// best effort basis: quote the redacted DSN instead.
+		var pce *pgconn.ParseConfigError
+		if errors.As(err, &pce) {
+			cp := *pce
+			cp.ConnString = ""
+			err = &cp
+		}
+		return nil, fmt.Errorf("sql observer %q: dsn %s: %w", name, config.RedactDSN(cfg.DSN), err)
 	}
-	if pw := string(cfg.Password); pw != "" {
+	if pw := cfg.Password.Reveal(); pw != "" {
 		pc.ConnConfig.Password = pw
 	} else if cfg.PasswordFile != "" {
 		// Read on every new connection, so a rotated Kubernetes secret is
@@ -107,7 +115,7 @@ func NewSQL(ctx context.Context, name string, cfg config.SQLObserver, batchSize 
 	pc.MinConns, pc.MinIdleConns = 0, 0
 	query := cfg.Query
 	if strings.TrimSpace(query) == "" {
-		query = DefaultSQLQuery
+		query = config.DefaultQuery
 	}
 	if batchSize <= 0 {
 		batchSize = defaultBatchSize
@@ -119,6 +127,7 @@ func NewSQL(ctx context.Context, name string, cfg config.SQLObserver, batchSize 
 	return &SQL{
 		name:      name,
 		query:     query,
+		withSince: sqlSecondParam.MatchString(query),
 		batchSize: batchSize,
 		pool:      pool,
 		logger:    logger.With("observer", name, "type", "sql"),
@@ -131,7 +140,8 @@ func NewSQL(ctx context.Context, name string, cfg config.SQLObserver, batchSize 
 func (s *SQL) Stage() string { return s.name }
 
 // Observe looks up q.Pending, at most batchSize ids per statement, with $1 the
-// ids as uuid[] and $2 = q.Since. With nothing pending it sends nothing.
+// ids as uuid[] and $2 = q.Since (if the query uses $2). With nothing pending
+// it sends nothing.
 //
 // Sighting.At is taken after a connection is in hand and just before the
 // statement is sent. PostgreSQL takes the statement's MVCC snapshot when the
@@ -187,7 +197,11 @@ func (s *SQL) queryChunk(ctx context.Context, ids []uuid.UUID, since time.Time, 
 	defer conn.Release()
 	at := time.Now()
 	s.queries.Add(1)
-	rows, err := conn.Query(ctx, s.query, ids, since)
+	args := []any{ids, since}
+	if !s.withSince {
+		args = args[:1]
+	}
+	rows, err := conn.Query(ctx, s.query, args...)
 	if err != nil {
 		return nil, err
 	}

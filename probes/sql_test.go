@@ -216,7 +216,7 @@ func TestSQL(t *testing.T) {
 		dup, single := uuid.New(), uuid.New()
 		insert(t, dsn, "dup_events", now, dup, dup, dup, single)
 		o := newSQL(t, dsn, 100, func(c *config.SQLObserver) {
-			c.Query = strings.ReplaceAll(probes.DefaultSQLQuery, "telemetry_events", "dup_events")
+			c.Query = strings.ReplaceAll(config.DefaultQuery, "telemetry_events", "dup_events")
 		})
 		got, err := observe(t, o, probes.Query{Pending: []uuid.UUID{dup, single}, Since: since})
 		if err != nil {
@@ -248,6 +248,18 @@ func TestSQL(t *testing.T) {
 		id := uuid.New()
 		o := newSQL(t, dsn, 100, func(c *config.SQLObserver) {
 			c.Query = `SELECT id, 1::bigint FROM unnest($1::text[]) AS id WHERE $2::timestamptz IS NOT NULL`
+		})
+		got, err := observe(t, o, probes.Query{Pending: []uuid.UUID{id}, Since: since})
+		if err != nil || len(got) != 1 || got[0].ID != id {
+			t.Fatalf("got %v, %v", got, err)
+		}
+	})
+
+	t.Run("query without a time bound", func(t *testing.T) {
+		id := uuid.New()
+		insert(t, dsn, "telemetry_events", now.Add(-48*time.Hour), id)
+		o := newSQL(t, dsn, 100, func(c *config.SQLObserver) {
+			c.Query = `SELECT event_id::text, count(*) FROM telemetry_events WHERE event_id = ANY($1::uuid[]) GROUP BY event_id`
 		})
 		got, err := observe(t, o, probes.Query{Pending: []uuid.UUID{id}, Since: since})
 		if err != nil || len(got) != 1 || got[0].ID != id {
