@@ -45,7 +45,9 @@ type Metrics struct {
 	ProduceFailures  *prometheus.CounterVec
 	ProduceLatency   prometheus.Histogram
 	Partitions       prometheus.Gauge
-	Recovered        prometheus.Counter
+	Recovered        *prometheus.CounterVec
+	CheckpointErrors prometheus.Counter
+	CheckpointTS     prometheus.Gauge
 	Untracked        *prometheus.CounterVec
 	Lag              *prometheus.HistogramVec
 	Observed         *prometheus.CounterVec
@@ -82,8 +84,12 @@ func NewMetrics(reg prometheus.Registerer, stages []string) *Metrics {
 			"Time from a marker's send to its acknowledgement by Kafka (acks=all).", ProduceBuckets)),
 		Partitions: f.NewGauge(prometheus.GaugeOpts{Namespace: "slo_canary", Name: "ingest_partitions",
 			Help: "Partitions of the ingest topic that receive markers, from the latest metadata."}),
-		Recovered: f.NewCounter(prometheus.CounterOpts{Namespace: "slo_canary", Name: "markers_recovered_total",
-			Help: "Markers sent before this start, read back from the ingest topic and tracked again."}),
+		Recovered: f.NewCounterVec(prometheus.CounterOpts{Namespace: "slo_canary", Name: "markers_recovered_total",
+			Help: "Markers sent before this start and tracked again, by source: the checkpoint (state file) or the ingest topic."}, []string{"source"}),
+		CheckpointErrors: f.NewCounter(prometheus.CounterOpts{Namespace: "slo_canary", Name: "checkpoint_failures_total",
+			Help: "Failed writes or reads of the state file."}),
+		CheckpointTS: f.NewGauge(prometheus.GaugeOpts{Namespace: "slo_canary", Name: "checkpoint_last_success_timestamp_seconds",
+			Help: "Unix time of the latest successful checkpoint of the tracker to the state file."}),
 		Untracked: f.NewCounterVec(prometheus.CounterOpts{Namespace: "slo_canary", Name: "markers_untracked_total",
 			Help: "Markers whose fate the canary cannot judge because of the canary itself, by reason; never blamed on the pipeline."}, []string{"reason"}),
 		Lag: f.NewHistogramVec(histOpts("marker_lag_seconds",
@@ -128,6 +134,9 @@ func NewMetrics(reg prometheus.Registerer, stages []string) *Metrics {
 	}
 	for _, r := range NotSentReasons {
 		m.NotSent.WithLabelValues(r)
+	}
+	for _, src := range []string{"checkpoint", "ingest_topic"} {
+		m.Recovered.WithLabelValues(src)
 	}
 	for _, r := range UntrackedReasons {
 		m.Untracked.WithLabelValues(r)

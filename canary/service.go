@@ -219,9 +219,7 @@ func (s *Service) Run(ctx context.Context) error {
 	defer s.client.Close()
 	defer s.closeObservers()
 
-	if s.cfg.Canary.Recovery.Enabled {
-		s.recover(ctx)
-	}
+	s.restore(ctx)
 
 	g, gctx := errgroup.WithContext(ctx)
 	for _, st := range s.stages {
@@ -236,6 +234,9 @@ func (s *Service) Run(ctx context.Context) error {
 		g.Go(func() error { s.poll(gctx, st); return nil })
 	}
 	g.Go(func() error { return s.injector.Run(gctx) })
+	if s.cfg.Canary.StateFile != "" {
+		g.Go(func() error { s.checkpoints(gctx); return nil })
+	}
 	err := g.Wait()
 
 	// Let acknowledged-or-failed callbacks of in-flight markers run, boundedly.
@@ -244,8 +245,11 @@ func (s *Service) Run(ctx context.Context) error {
 	if ferr := s.client.Flush(fctx); ferr != nil {
 		s.log.Warn("in-flight markers not flushed before shutdown timeout", "err", ferr)
 	}
-	if s.cfg.Canary.Recovery.Enabled {
-		s.log.Info("stopping; pending markers will be resolved after the next start", "pending", s.tracker.Len())
+	if s.cfg.Canary.StateFile != "" {
+		s.checkpoint()
+	}
+	if s.cfg.Canary.StateFile != "" || s.cfg.Canary.Recovery.Enabled {
+		s.log.Info("stopping; pending markers will be resolved after the next start", "held", s.tracker.Len())
 	} else if left := s.tracker.Drain(); len(left) > 0 {
 		s.metrics.Untracked.WithLabelValues("canary_stopped").Add(float64(len(left)))
 		s.log.Info("stopping; pending markers cannot be resolved (recovery disabled)", "untracked", len(left))
@@ -253,12 +257,78 @@ func (s *Service) Run(ctx context.Context) error {
 	return err
 }
 
-// recover re-tracks markers this instance sent before the start.
-func (s *Service) recover(ctx context.Context) {
+// restore re-tracks markers this instance sent before the start: first from
+// the checkpoint, which knows where each was already seen, then from the
+// ingest topic for what was sent after the checkpoint (or for everything in
+// the window when there is none). Markers sent before the window have had
+// every deadline and late window pass: they are of no interest.
+func (s *Service) restore(ctx context.Context) {
 	var oldest time.Duration
 	for _, st := range s.stages {
 		oldest = max(oldest, st.cfg.EffectiveDeadline(s.cfg.Canary.Deadline))
 	}
+	since := s.start.Add(-oldest - s.cfg.Canary.LateWindow)
+	if path := s.cfg.Canary.StateFile; path != "" {
+		states, savedAt, err := LoadCheckpoint(path, s.cfg.Canary.Instance)
+		switch {
+		case errors.Is(err, ErrNoCheckpoint):
+			s.log.Info("no checkpoint to resume from", "state_file", path)
+		case err != nil:
+			s.metrics.CheckpointErrors.Inc()
+			s.log.Warn("checkpoint not usable; resolving markers from the ingest topic only", "err", err)
+		default:
+			n := 0
+			for _, ms := range states {
+				if ms.Marker.SentAt.After(since) && s.tracker.Restore(ms) {
+					n++
+				}
+			}
+			s.metrics.Recovered.WithLabelValues("checkpoint").Add(float64(n))
+			s.log.Info("resumed from checkpoint", "markers", n, "saved_at", savedAt)
+			// Markers sent after the checkpoint, or in flight when it was
+			// taken, are still to be read back from the ingest topic.
+			since = later(since, savedAt.Add(-s.cfg.Canary.ProduceTimeout-time.Second))
+		}
+	}
+	if s.cfg.Canary.Recovery.Enabled {
+		s.recover(ctx, since)
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// checkpoints saves the tracker every CheckpointInterval.
+func (s *Service) checkpoints(ctx context.Context) {
+	t := time.NewTicker(s.cfg.Canary.CheckpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.checkpoint()
+		}
+	}
+}
+
+func (s *Service) checkpoint() {
+	now := s.now()
+	if err := SaveCheckpoint(s.cfg.Canary.StateFile, s.cfg.Canary.Instance, now, s.tracker.Export()); err != nil {
+		s.metrics.CheckpointErrors.Inc()
+		s.log.Warn("checkpoint failed", "err", err)
+		return
+	}
+	s.metrics.CheckpointTS.Set(float64(now.UnixNano()) / 1e9)
+}
+
+// recover re-tracks markers this instance sent since the given time, read
+// back from the ingest topic.
+func (s *Service) recover(ctx context.Context, since time.Time) {
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.Canary.Recovery.Timeout)
 	defer cancel()
 	res, err := Recover(rctx, RecoveryConfig{
@@ -266,7 +336,7 @@ func (s *Service) recover(ctx context.Context) {
 		Topic:      s.cfg.Canary.Topic,
 		Instance:   s.cfg.Canary.Instance,
 		Encoding:   Encoding(s.cfg.Canary.Encoding),
-		Since:      s.start.Add(-oldest - s.cfg.Canary.LateWindow),
+		Since:      since,
 		MaxRecords: s.cfg.Canary.Recovery.MaxRecords,
 		Logger:     s.log,
 	})
@@ -276,7 +346,7 @@ func (s *Service) recover(ctx context.Context) {
 			n++
 		}
 	}
-	s.metrics.Recovered.Add(float64(n))
+	s.metrics.Recovered.WithLabelValues("ingest_topic").Add(float64(n))
 	lvl := slog.LevelInfo
 	if err != nil || res.Truncate || res.Damaged > 0 {
 		lvl = slog.LevelWarn

@@ -55,9 +55,15 @@ const (
 	// foreign event, an evicted or abandoned marker, or one sent before this
 	// process knew it) or of a marker past its stage's Deadline+LateWindow.
 	OutcomeUnknown
+	// OutcomeReplayed is a backlog sighting of a marker restored from a
+	// checkpoint that says it was already seen at the stage before the
+	// restart: an observer re-reading its lookback finds it again. It is not a
+	// duplicate in the pipeline, and counts as nothing. (A real duplicate of
+	// such a marker made while the canary was down is not told apart.)
+	OutcomeReplayed
 )
 
-var outcomeNames = [...]string{"observed", "unmeasured", "late", "duplicate", "unknown"}
+var outcomeNames = [...]string{"observed", "unmeasured", "late", "duplicate", "unknown", "replayed"}
 
 func (o Outcome) String() string {
 	if int(o) < len(outcomeNames) {
@@ -148,6 +154,7 @@ type entry struct {
 	run       uint32 // into Tracker.runs
 	seen      uint16 // stage bits: sighted at least once
 	lost      uint16 // stage bits: declared lost by Expire
+	prior     uint16 // stage bits: seen before a restart (restored from a checkpoint)
 	flags     uint8
 }
 
@@ -430,6 +437,10 @@ func (t *Tracker) Seen(stage int, s probes.Sighting) Result {
 	r := Result{Marker: t.marker(e)}
 	bit := uint16(1) << stage
 	if e.seen&bit != 0 {
+		if e.prior&bit != 0 && s.Backlog {
+			r.Outcome = OutcomeReplayed
+			return r
+		}
 		r.Outcome, r.Duplicates = OutcomeDuplicate, copies
 		return r
 	}

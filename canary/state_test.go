@@ -1,0 +1,110 @@
+package canary
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/slo-scout/slo-canary/probes"
+)
+
+func twoStageTracker(t *testing.T) *Tracker {
+	t.Helper()
+	tr, err := NewTracker(TrackerConfig{
+		Stages:     []StageConfig{{Name: "database", Deadline: 10 * time.Second}, {Name: "capsules", Deadline: 10 * time.Second}},
+		Budget:     5 * time.Second,
+		LateWindow: time.Minute,
+		MaxTracked: 100,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+// TestCheckpointResumesExactly: a tracker saved and restored into a new one
+// carries on where the first stopped: what was seen stays seen (a re-read of
+// the backlog is a replay, not a duplicate), what was lost stays lost (a
+// later sighting is late), and what was pending is still pending.
+func TestCheckpointResumesExactly(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	a := twoStageTracker(t)
+	mk := func(seq uint64) Marker {
+		return Marker{ID: uuid.New(), Instance: "c1", Run: "r1", Partition: 1, Seq: seq, SentAt: t0.Add(time.Duration(seq) * time.Second)}
+	}
+	seen, lost, pending := mk(1), mk(2), mk(12)
+	for _, m := range []Marker{seen, lost, pending} {
+		a.Track(m, false)
+	}
+	a.Seen(0, probes.Sighting{ID: seen.ID, At: t0.Add(2 * time.Second)})
+	a.Seen(1, probes.Sighting{ID: seen.ID, At: t0.Add(2 * time.Second)})
+	if n := a.Expire(0, t0.Add(13*time.Second), nil); n != 1 {
+		t.Fatalf("expired %d at database, want 1 (lost)", n)
+	}
+
+	path := filepath.Join(t.TempDir(), "state")
+	if err := SaveCheckpoint(path, "c1", t0.Add(14*time.Second), a.Export()); err != nil {
+		t.Fatal(err)
+	}
+	states, savedAt, err := LoadCheckpoint(path, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !savedAt.Equal(t0.Add(14*time.Second)) || len(states) != 3 {
+		t.Fatalf("loaded %d markers saved at %v", len(states), savedAt)
+	}
+	b := twoStageTracker(t)
+	for _, s := range states {
+		if !b.Restore(s) {
+			t.Fatal("restore refused")
+		}
+	}
+	if got := b.PendingCount(0); got != 1 {
+		t.Errorf("database pending %d after restore, want 1 (only the newest)", got)
+	}
+	if got := b.PendingCount(1); got != 2 {
+		t.Errorf("capsules pending %d after restore, want 2", got)
+	}
+	at := t0.Add(16 * time.Second)
+	if r := b.Seen(1, probes.Sighting{ID: seen.ID, At: at, Backlog: true}); r.Outcome != OutcomeReplayed {
+		t.Errorf("re-read of a marker seen before the restart: %v, want replayed", r.Outcome)
+	}
+	if r := b.Seen(1, probes.Sighting{ID: seen.ID, At: at}); r.Outcome != OutcomeDuplicate {
+		t.Errorf("a fresh copy after the restart: %v, want duplicate", r.Outcome)
+	}
+	if r := b.Seen(0, probes.Sighting{ID: lost.ID, At: at}); r.Outcome != OutcomeLate {
+		t.Errorf("lost before the restart, seen after: %v, want late", r.Outcome)
+	}
+	if r := b.Seen(0, probes.Sighting{ID: pending.ID, At: at, Backlog: true}); r.Outcome != OutcomeUnmeasured {
+		t.Errorf("pending at the restart, found in the backlog: %v, want unmeasured", r.Outcome)
+	}
+	if r := b.Seen(1, probes.Sighting{ID: pending.ID, At: at.Add(time.Second)}); r.Outcome != OutcomeObserved || r.Lag != 5*time.Second {
+		t.Errorf("pending at the restart, arriving after it: %v lag %v, want observed with lag 5s", r.Outcome, r.Lag)
+	}
+}
+
+func TestLoadCheckpointErrors(t *testing.T) {
+	dir := t.TempDir()
+	if _, _, err := LoadCheckpoint(filepath.Join(dir, "absent"), "c1"); err != ErrNoCheckpoint {
+		t.Errorf("missing file: %v, want ErrNoCheckpoint", err)
+	}
+	bad := filepath.Join(dir, "bad")
+	os.WriteFile(bad, []byte("not a checkpoint"), 0o600)
+	if _, _, err := LoadCheckpoint(bad, "c1"); err == nil || !strings.Contains(err.Error(), "damaged") {
+		t.Errorf("garbage: %v, want a 'damaged' error", err)
+	}
+	other := filepath.Join(dir, "other")
+	if err := SaveCheckpoint(other, "c2", time.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := LoadCheckpoint(other, "c1"); err == nil || !strings.Contains(err.Error(), `instance "c2"`) {
+		t.Errorf("another instance's file: %v", err)
+	}
+	if err := SaveCheckpoint(filepath.Join(dir, "no", "such", "dir"), "c1", time.Now(), nil); err == nil {
+		t.Error("saving into a missing directory succeeded")
+	}
+}
