@@ -107,12 +107,32 @@ func runDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, hoo
 	if err != nil {
 		return &exitError{code: exitFailure, err: fmt.Errorf("start: %w", err)}
 	}
+	sched := canary.NewScheduler(reg, logger.With("component", "scheduler"))
+	extras, err := extraParts(ctx, daemonDeps{cfg: cfg, reg: reg, logger: logger, scheduler: sched, service: svc})
+	if err != nil {
+		return &exitError{code: exitFailure, err: fmt.Errorf("start: %w", err)}
+	}
+	parts := append([]part{
+		{name: "markers", run: svc.Run, ready: svc.Ready},
+		{name: "scheduler", run: sched.Run},
+	}, extras...)
+	ready := func() error {
+		var errs []error
+		for _, p := range parts {
+			if p.ready != nil {
+				if err := p.ready(); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+		return errors.Join(errs...)
+	}
 	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
 		return &exitError{code: exitFailure, err: fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err)}
 	}
 	srv := &http.Server{
-		Handler:           canary.Handler(prometheus.Gatherer(reg), svc.Ready),
+		Handler:           canary.Handler(prometheus.Gatherer(reg), ready),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	logger.Info("slo-canary started", "listen", ln.Addr().String(), "topic", cfg.Canary.Topic,
@@ -122,7 +142,14 @@ func runDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, hoo
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return svc.Run(gctx) })
+	for _, p := range parts {
+		g.Go(func() error {
+			if err := p.run(gctx); err != nil {
+				return fmt.Errorf("%s: %w", p.name, err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http server: %w", err)

@@ -1,0 +1,166 @@
+package canary
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/robfig/cron/v3"
+)
+
+// Job is work run on a cron schedule: a burst, a query concurrency run.
+type Job struct {
+	Name string // bounded: it becomes a label value
+	// Group makes jobs mutually exclusive: a job whose group is busy when its
+	// time comes is skipped and counted, never queued. Two bursts must never
+	// run at once, whichever schedules they come from.
+	Group string
+	Spec  string // cron expression, 5 fields, or a descriptor such as @hourly
+	Run   func(ctx context.Context) error
+}
+
+// Scheduler is the one place where scheduled work starts. It wraps
+// robfig/cron: a panic in a job is recovered and counted, and a job still
+// running when its next time comes is skipped.
+type Scheduler struct {
+	log   *slog.Logger
+	cron  *cron.Cron
+	runs  *prometheus.CounterVec
+	last  *prometheus.GaugeVec
+	busy  *prometheus.GaugeVec
+	mu    sync.Mutex
+	held  map[string]string // group -> job holding it
+	ctx   context.Context
+	ready chan struct{}
+}
+
+// Scheduled job outcomes, initialised at zero for every job.
+var jobResults = []string{"success", "failure", "skipped", "panic"}
+
+// NewScheduler builds a scheduler; jobs are added with Add, and nothing runs
+// until Run.
+func NewScheduler(reg prometheus.Registerer, logger *slog.Logger) *Scheduler {
+	f := promauto.With(reg)
+	return &Scheduler{
+		log:  logger,
+		cron: cron.New(cron.WithLocation(time.UTC)),
+		runs: f.NewCounterVec(prometheus.CounterOpts{Namespace: "slo_canary", Name: "scheduled_runs_total",
+			Help: "Scheduled jobs by outcome: success, failure, skipped (its group was busy), panic."}, []string{"job", "result"}),
+		last: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: "slo_canary", Name: "scheduled_run_last_timestamp_seconds",
+			Help: "Unix time the job last started."}, []string{"job"}),
+		busy: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: "slo_canary", Name: "scheduled_job_running",
+			Help: "1 while the job runs."}, []string{"job"}),
+		held:  map[string]string{},
+		ready: make(chan struct{}),
+	}
+}
+
+// Add registers a job. It fails on a bad cron expression, naming the job.
+func (s *Scheduler) Add(j Job) error {
+	if j.Name == "" || j.Run == nil {
+		return errors.New("scheduler: a job needs a name and a function")
+	}
+	if j.Group == "" {
+		j.Group = j.Name
+	}
+	if _, err := s.cron.AddFunc(j.Spec, func() { s.fire(j) }); err != nil {
+		return fmt.Errorf("job %s: schedule %q: %w", j.Name, j.Spec, err)
+	}
+	for _, r := range jobResults {
+		s.runs.WithLabelValues(j.Name, r)
+	}
+	s.busy.WithLabelValues(j.Name)
+	return nil
+}
+
+// TryRun runs a job now, outside its schedule (a run on demand), with the
+// same exclusion, panic recovery and accounting. It reports whether it ran.
+func (s *Scheduler) TryRun(ctx context.Context, j Job) (bool, error) {
+	if j.Group == "" {
+		j.Group = j.Name
+	}
+	if !s.acquire(j) {
+		return false, nil
+	}
+	defer s.release(j)
+	return true, s.run(ctx, j)
+}
+
+// Run starts the schedule and blocks until ctx is cancelled; then it stops
+// starting jobs, cancels the running ones and waits for them to return.
+func (s *Scheduler) Run(ctx context.Context) error {
+	jctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.mu.Lock()
+	s.ctx = jctx
+	s.mu.Unlock()
+	close(s.ready)
+	s.cron.Start()
+	<-ctx.Done()
+	cancel()
+	<-s.cron.Stop().Done()
+	return nil
+}
+
+func (s *Scheduler) fire(j Job) {
+	<-s.ready
+	s.mu.Lock()
+	ctx := s.ctx
+	s.mu.Unlock()
+	if ctx.Err() != nil {
+		return
+	}
+	if !s.acquire(j) {
+		return
+	}
+	defer s.release(j)
+	s.run(ctx, j)
+}
+
+func (s *Scheduler) acquire(j Job) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if holder, busy := s.held[j.Group]; busy {
+		s.runs.WithLabelValues(j.Name, "skipped").Inc()
+		s.log.Warn("scheduled job skipped: another job of its group is running", "job", j.Name, "group", j.Group, "running", holder)
+		return false
+	}
+	s.held[j.Group] = j.Name
+	return true
+}
+
+func (s *Scheduler) release(j Job) {
+	s.mu.Lock()
+	delete(s.held, j.Group)
+	s.mu.Unlock()
+}
+
+// run runs j once, turning a panic into a counted failure: a bug in one
+// burst must not take the daemon down.
+func (s *Scheduler) run(ctx context.Context, j Job) (err error) {
+	s.last.WithLabelValues(j.Name).SetToCurrentTime()
+	s.busy.WithLabelValues(j.Name).Set(1)
+	defer s.busy.WithLabelValues(j.Name).Set(0)
+	s.log.Info("scheduled job started", "job", j.Name)
+	defer func() {
+		if p := recover(); p != nil {
+			s.runs.WithLabelValues(j.Name, "panic").Inc()
+			s.log.Error("scheduled job panicked", "job", j.Name, "panic", p)
+			err = fmt.Errorf("job %s panicked: %v", j.Name, p)
+			return
+		}
+		if err != nil {
+			s.runs.WithLabelValues(j.Name, "failure").Inc()
+			s.log.Warn("scheduled job failed", "job", j.Name, "err", err)
+			return
+		}
+		s.runs.WithLabelValues(j.Name, "success").Inc()
+		s.log.Info("scheduled job done", "job", j.Name)
+	}()
+	return j.Run(ctx)
+}
