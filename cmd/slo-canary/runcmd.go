@@ -97,7 +97,7 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 
 // daemonHooks lets the demo watch a running daemon.
 type daemonHooks struct {
-	started func(*canary.Service, net.Addr)
+	started func(svc *canary.Service, addr net.Addr)
 }
 
 // runDaemon runs the service and its HTTP endpoint until ctx is cancelled.

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slo-scout/slo-canary/canary"
+	"github.com/slo-scout/slo-canary/config"
+	"github.com/slo-scout/slo-canary/internal/testenv"
+	"github.com/slo-scout/slo-canary/testbed"
+)
+
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCheckConfig(t *testing.T) {
+	const secret = "hunter2-SECRET"
+	t.Setenv("SLO_CANARY_OBSERVERS_DATABASE_SQL_PASSWORD", secret)
+	t.Setenv("SLO_CANARY_KAFKA_SASL_PASSWORD", secret)
+	t.Run("valid", func(t *testing.T) {
+		p := writeConfig(t, "kafka:\n  brokers: [k1:9092]\n  sasl:\n    mechanism: PLAIN\n    username: canary\n")
+		code, out, errs := runCLI(t, "check-config", "--config", p)
+		if code != 0 {
+			t.Fatalf("exit %d, stderr %s", code, errs)
+		}
+		if !strings.Contains(out, "k1:9092") || !strings.Contains(errs, "config OK") {
+			t.Errorf("output lacks the effective config:\n%s\n%s", out, errs)
+		}
+		if strings.Contains(out+errs, secret) {
+			t.Errorf("check-config printed a secret:\n%s", out)
+		}
+		if !strings.Contains(out, "<redacted>") {
+			t.Errorf("secrets not shown as redacted:\n%s", out)
+		}
+	})
+	for _, c := range []struct{ name, body, want string }{
+		{"unknown key", "canary:\n  ratee: 2\n", `unknown key "canary.ratee"`},
+		{"bad duration", "canary:\n  deadline: 5 minutes\n", "canary.deadline"},
+		{"negative rate", "canary:\n  rate: -1\n", "canary.rate"},
+		{"empty brokers", "kafka:\n  brokers: []\n", "kafka.brokers"},
+		{"malformed dsn", "observers:\n  database:\n    sql:\n      dsn: 'postgres://x:y:z@/'\n", "observers.database.sql.dsn"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, errs := runCLI(t, "check-config", "--config", writeConfig(t, c.body))
+			if code != 2 {
+				t.Fatalf("exit %d, want 2; stderr %s", code, errs)
+			}
+			if !strings.Contains(errs, c.want) {
+				t.Errorf("stderr %q does not name %q", errs, c.want)
+			}
+			if out != "" {
+				t.Errorf("printed a config for an invalid file: %s", out)
+			}
+			if strings.Contains(errs, secret) {
+				t.Errorf("error output contains a secret: %s", errs)
+			}
+		})
+	}
+	t.Run("run refuses a bad config and starts nothing", func(t *testing.T) {
+		code, _, errs := runCLI(t, "run", "--config", writeConfig(t, "canary:\n  rate: -3\n"))
+		if code != 2 || !strings.Contains(errs, "canary.rate") {
+			t.Fatalf("exit %d stderr %q", code, errs)
+		}
+	})
+	t.Run("unknown flag is a usage error", func(t *testing.T) {
+		if code, _, _ := runCLI(t, "run", "--no-such-flag"); code != 2 {
+			t.Fatalf("exit %d, want 2", code)
+		}
+	})
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runCLI(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "slo-canary ") {
+		t.Fatalf("exit %d out %q", code, out)
+	}
+}
+
+// TestDaemonServesAndShutsDown runs the daemon against the reference pipeline:
+// /healthz answers at once, /readyz turns ready once Kafka and the stage have
+// answered, /metrics carries the canary's series, and cancelling returns
+// within the shutdown bound.
+func TestDaemonServesAndShutsDown(t *testing.T) {
+	dsn := testenv.PostgresDSN(t)
+	p, err := testbed.NewPipeline(context.Background(), testbed.PipelineConfig{Partitions: 2, PostgresDSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pctx, pcancel := context.WithCancel(context.Background())
+	pdone := make(chan error, 1)
+	go func() { pdone <- p.Run(pctx) }()
+	t.Cleanup(func() { pcancel(); <-pdone; p.Close() })
+
+	c := config.Defaults()
+	c.Kafka.Brokers = p.Brokers()
+	c.HTTP.Listen = "127.0.0.1:0"
+	db := c.Observers["database"]
+	db.SQL.DSN = dsn
+	db.PollInterval = 200 * time.Millisecond
+	c.Observers["database"] = db
+	c.Canary.Recovery.Enabled = false
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	addrs := make(chan net.Addr, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- runDaemon(ctx, &c, newLogger(config.Log{Level: "error"}, os.Stderr), &daemonHooks{
+			started: func(_ *canary.Service, a net.Addr) { addrs <- a },
+		})
+	}()
+	base := "http://" + (<-addrs).String()
+	get := func(path string) (int, string) {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		b.ReadFrom(resp.Body)
+		return resp.StatusCode, b.String()
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Errorf("/healthz %d", code)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, body := get("/readyz")
+		if code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz still %d: %s", code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_, metrics := get("/metrics")
+	for _, want := range []string{"slo_canary_build_info{", "slo_canary_markers_sent_total", `slo_canary_stage_ready{stage="database"} 1`, "go_goroutines", "process_resident_memory_bytes"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("daemon: %v", err)
+		}
+	case <-time.After(c.Canary.ShutdownTimeout + 10*time.Second):
+		t.Fatal("daemon did not stop within its shutdown bound")
+	}
+}
