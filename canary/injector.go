@@ -186,6 +186,9 @@ func (in *Injector) discover(ctx context.Context) {
 	in.ready = true
 	in.mu.Unlock()
 	if changed {
+		// The producer keeps its own view of the topic; without a refresh it
+		// would fail records for partitions it does not know yet.
+		in.cfg.Client.ForceMetadataRefresh()
 		in.cfg.Logger.Info("ingest partitions", "topic", in.cfg.Topic, "count", len(parts))
 	}
 	in.cfg.Metrics.Partitions.Set(float64(len(parts)))
