@@ -21,11 +21,11 @@ func TestInjectorIntervalHonoursRateCap(t *testing.T) {
 		parts         int
 		want          time.Duration
 	}{
-		{1, 100, 10, 100 * time.Millisecond},   // 10/s in all
-		{1, 5, 10, 200 * time.Millisecond},     // capped at 5/s
-		{2, 0, 3, time.Second / 6},             // no cap
-		{1, 100, 0, 0},                         // no partitions yet
-		{100, 50, 1000, 20 * time.Millisecond}, // a huge topic cannot make the canary the load
+		{1, 100, 10, time.Second},         // a round a second, 10/s in all
+		{1, 5, 10, 2 * time.Second},       // capped at 5/s in all
+		{2, 0, 3, 500 * time.Millisecond}, // no cap
+		{1, 100, 0, 0},                    // no partitions yet
+		{100, 50, 1000, 20 * time.Second}, // a huge topic cannot make the canary the load
 	}
 	for _, c := range cases {
 		in := &Injector{cfg: InjectorConfig{Rate: c.rate, MaxRate: c.maxRate}}

@@ -153,7 +153,8 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordDeliveryTimeout(cfg.Canary.ProduceTimeout),
-		kgo.ProducerLinger(0),
+		// A round of markers (one per partition) leaves in one request per broker.
+		kgo.ProducerLinger(5*time.Millisecond),
 		kgo.MaxBufferedRecords(10000),
 		kgo.ProducerBatchCompression(compression(cfg.Canary.Compression)),
 	)
