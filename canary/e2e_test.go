@@ -1,7 +1,9 @@
 package canary_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
@@ -27,6 +29,8 @@ type e2e struct {
 	pipe *testbed.Pipeline
 	pg   *testbed.Postgres
 	dsn  string
+
+	logs syncBuffer // every canary's log, JSON lines
 
 	mu      sync.Mutex
 	sent    map[uuid.UUID]canary.Marker
@@ -112,10 +116,11 @@ type canaryRun struct {
 func (e *e2e) start(cfg *config.Config, maxMarkers int) *canaryRun {
 	e.t.Helper()
 	reg := prometheus.NewRegistry()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var w io.Writer = &e.logs
 	if testing.Verbose() {
-		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		w = io.MultiWriter(&e.logs, os.Stderr)
 	}
+	logger := slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	svc, err := canary.New(context.Background(), canary.Options{
 		Config: cfg, Registerer: reg, Logger: logger, MaxMarkers: maxMarkers,
 		Hooks: canary.Hooks{
@@ -157,6 +162,39 @@ func (cr *canaryRun) stop() {
 	cr.cancel()
 	<-cr.done
 	cr.cancel = nil
+}
+
+// syncBuffer is a bytes.Buffer safe for the canary's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// lines returns the decoded log lines whose msg is msg.
+func (s *syncBuffer) lines(t *testing.T, msg string) []map[string]any {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []map[string]any
+	for _, l := range bytes.Split(s.b.Bytes(), []byte("\n")) {
+		if len(l) == 0 {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal(l, &m); err != nil {
+			t.Fatalf("log line is not JSON: %q", l)
+		}
+		if m["msg"] == msg {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // waitFor polls cond until it holds or the timeout passes.
@@ -273,6 +311,51 @@ func TestE2EDelayMatchesGroundTruth(t *testing.T) {
 	if got := gatherCounter(t, cr.reg, "slo_canary_freshness_sli_good_total", map[string]string{"stage": "database"}); got != n {
 		t.Errorf("freshness_sli_good_total{stage=database} = %v, want %d (all within the 5s budget)", got, n)
 	}
+	// Exemplars carry marker ids, so a slow bucket leads to a marker.
+	mfs, err := cr.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exemplars := 0
+	for _, mf := range mfs {
+		if mf.GetName() != "slo_canary_marker_lag_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			h := m.GetHistogram()
+			exs := h.GetExemplars()
+			for _, b := range h.GetBucket() {
+				if b.GetExemplar() != nil {
+					exs = append(exs, b.GetExemplar())
+				}
+			}
+			for _, ex := range exs {
+				for _, lp := range ex.GetLabel() {
+					if lp.GetName() != "marker_id" {
+						continue
+					}
+					if _, ok := e.sent[uuid.MustParse(lp.GetValue())]; !ok {
+						t.Errorf("exemplar names %s, not a marker this canary sent", lp.GetValue())
+					}
+					exemplars++
+				}
+			}
+		}
+	}
+	if exemplars == 0 {
+		t.Error("marker_lag_seconds carries no exemplar with a marker_id")
+	}
+	// Every observer read what it should and skipped nothing.
+	for _, stage := range []string{"database", "capsules"} {
+		if got := gatherCounter(t, cr.reg, "slo_canary_observer_records_total", map[string]string{"stage": stage}); got < n {
+			t.Errorf("%s: observer_records_total = %v, want at least %d", stage, got, n)
+		}
+		for _, kind := range canary.BadInputKinds {
+			if got := gatherCounter(t, cr.reg, "slo_canary_observer_bad_input_total", map[string]string{"stage": stage, "kind": kind}); got != 0 {
+				t.Errorf("%s: observer_bad_input_total{kind=%s} = %v, want 0", stage, kind, got)
+			}
+		}
+	}
 }
 
 // TestE2EDropAndDuplicateExact: the lost count equals exactly the markers the
@@ -336,6 +419,17 @@ func TestE2EDropAndDuplicateExact(t *testing.T) {
 	}
 	if got := gatherCounter(t, cr.reg, "slo_canary_markers_duplicate_total", map[string]string{"stage": "database"}); got != 0 {
 		t.Errorf("database: markers_duplicate_total = %v, want 0", got)
+	}
+	// A log line for every lost marker, with its id, partition and send time.
+	lostLines := e.logs.lines(t, "marker lost")
+	if want := 2 * len(dropped); len(lostLines) != want {
+		t.Errorf("%d 'marker lost' log lines, want %d (one per stage and dropped marker)", len(lostLines), want)
+	}
+	for _, l := range lostLines {
+		id, _ := l["marker_id"].(string)
+		if !dropped[uuid.MustParse(id)] || l["partition"] == nil || l["sent_at"] == nil || l["stage"] == nil {
+			t.Errorf("lost-marker log line incomplete or wrong: %v", l)
+		}
 	}
 	t.Logf("sent %d, dropped %d, duplicated %d", len(e.sent), len(dropped), len(duplicated))
 }
