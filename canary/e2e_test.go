@@ -57,20 +57,7 @@ func newE2E(t *testing.T, pcfg testbed.PipelineConfig) *e2e {
 	if pcfg.Partitions == 0 {
 		pcfg.Partitions = 10
 	}
-	p, err := testbed.NewPipeline(context.Background(), pcfg)
-	if err != nil {
-		t.Fatalf("NewPipeline: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("pipeline Run: %v", err)
-		}
-		p.Close()
-	})
+	p := testenv.Pipeline(t, pcfg)
 	e.pipe = p
 	return e
 }

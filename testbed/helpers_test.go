@@ -44,21 +44,7 @@ func runTests(m *testing.M) int {
 // startPipeline creates and runs a pipeline until the test ends.
 func startPipeline(t testing.TB, cfg testbed.PipelineConfig) *testbed.Pipeline {
 	t.Helper()
-	p, err := testbed.NewPipeline(context.Background(), cfg)
-	if err != nil {
-		t.Fatalf("NewPipeline: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		p.Close()
-	})
-	return p
+	return testenv.Pipeline(t, cfg)
 }
 
 // newEvents builds n canary marker events, spread over partitions, with the

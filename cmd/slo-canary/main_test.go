@@ -102,14 +102,7 @@ func TestVersion(t *testing.T) {
 // within the shutdown bound.
 func TestDaemonServesAndShutsDown(t *testing.T) {
 	dsn := testenv.PostgresDSN(t)
-	p, err := testbed.NewPipeline(context.Background(), testbed.PipelineConfig{Partitions: 2, PostgresDSN: dsn})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pctx, pcancel := context.WithCancel(context.Background())
-	pdone := make(chan error, 1)
-	go func() { pdone <- p.Run(pctx) }()
-	t.Cleanup(func() { pcancel(); <-pdone; p.Close() })
+	p := testenv.Pipeline(t, testbed.PipelineConfig{Partitions: 2, PostgresDSN: dsn})
 
 	c := config.Defaults()
 	c.Kafka.Brokers = p.Brokers()

@@ -114,3 +114,23 @@ func randSuffix() string {
 	}
 	return hex.EncodeToString(b[:])
 }
+
+// Pipeline creates the reference pipeline and runs it until the test ends.
+func Pipeline(t testing.TB, cfg testbed.PipelineConfig) *testbed.Pipeline {
+	t.Helper()
+	p, err := testbed.NewPipeline(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("NewPipeline: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("pipeline Run: %v", err)
+		}
+		p.Close()
+	})
+	return p
+}
