@@ -497,10 +497,10 @@ func TestNewTrackerRejects(t *testing.T) {
 
 func TestOutcomeString(t *testing.T) {
 	var got []string
-	for o := OutcomeObserved; o <= OutcomeUnknown+1; o++ {
+	for o := OutcomeObserved; o <= OutcomeReplayed+1; o++ {
 		got = append(got, o.String())
 	}
-	if want := "observed unmeasured late duplicate unknown outcome(5)"; strings.Join(got, " ") != want {
+	if want := "observed unmeasured late duplicate unknown replayed outcome(6)"; strings.Join(got, " ") != want {
 		t.Fatalf("Outcome names = %q, want %q", strings.Join(got, " "), want)
 	}
 }
