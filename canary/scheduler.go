@@ -39,7 +39,8 @@ type Scheduler struct {
 	ready chan struct{}
 }
 
-// Scheduled job outcomes, initialised at zero for every job.
+// Scheduled job outcomes, initialised at zero for every job. The job's name
+// is the "task" label: "job" is Prometheus's own target label.
 var jobResults = []string{"success", "failure", "skipped", "panic"}
 
 // NewScheduler builds a scheduler; jobs are added with Add, and nothing runs
@@ -50,11 +51,11 @@ func NewScheduler(reg prometheus.Registerer, logger *slog.Logger) *Scheduler {
 		log:  logger,
 		cron: cron.New(cron.WithLocation(time.UTC)),
 		runs: f.NewCounterVec(prometheus.CounterOpts{Namespace: "slo_canary", Name: "scheduled_runs_total",
-			Help: "Scheduled jobs by outcome: success, failure, skipped (its group was busy), panic."}, []string{"job", "result"}),
+			Help: "Scheduled jobs by outcome: success, failure, skipped (its group was busy), panic."}, []string{"task", "result"}),
 		last: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: "slo_canary", Name: "scheduled_run_last_timestamp_seconds",
-			Help: "Unix time the job last started."}, []string{"job"}),
+			Help: "Unix time the job last started."}, []string{"task"}),
 		busy: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: "slo_canary", Name: "scheduled_job_running",
-			Help: "1 while the job runs."}, []string{"job"}),
+			Help: "1 while the job runs."}, []string{"task"}),
 		held:  map[string]string{},
 		ready: make(chan struct{}),
 	}

@@ -50,6 +50,7 @@ type Hooks struct {
 // owns every goroutine it starts: Run returns only when all have stopped.
 type Service struct {
 	hooks    Hooks
+	watch    watchers // added at run time: see Watch
 	cfg      *config.Config
 	log      *slog.Logger
 	now      func() time.Time
@@ -133,6 +134,10 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		tstages = append(tstages, StageConfig{Name: n, Deadline: oc.EffectiveDeadline(cfg.Canary.Deadline)})
 	}
 	s.metrics = NewMetrics(o.Registerer, names)
+	if err := o.Registerer.Register(newObserverStats(s.stages)); err != nil {
+		s.closeObservers()
+		return nil, fmt.Errorf("register observer metrics: %w", err)
+	}
 	s.metrics.FreshnessBudget.Set(cfg.Canary.FreshnessBudget.Seconds())
 	for _, st := range s.stages {
 		s.metrics.StageDeadline.WithLabelValues(st.name).Set(st.cfg.EffectiveDeadline(cfg.Canary.Deadline).Seconds())
@@ -415,6 +420,7 @@ func (s *Service) lost(st *stage, m Marker) {
 	if s.hooks.Lost != nil {
 		s.hooks.Lost(st.name, m)
 	}
+	s.watch.lost(st.name, m)
 	st.stats.Lost.Add(1)
 	s.metrics.Lost.WithLabelValues(st.name).Inc()
 	s.metrics.FreshTotal.WithLabelValues(st.name).Inc()
@@ -430,6 +436,7 @@ func (s *Service) record(st *stage, sg probes.Sighting) {
 	if s.hooks.Result != nil {
 		s.hooks.Result(st.name, sg, r)
 	}
+	s.watch.result(st.name, sg, r)
 	switch r.Outcome {
 	case OutcomeObserved:
 		st.stats.Observed.Add(1)

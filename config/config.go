@@ -16,6 +16,11 @@ type Config struct {
 	Kafka     Kafka               `mapstructure:"kafka"`
 	Canary    Canary              `mapstructure:"canary"`
 	Observers map[string]Observer `mapstructure:"observers"`
+
+	// Scheduled bursts and consumer-group lag: see bursts.go.
+	Bursts      Bursts      `mapstructure:"bursts"`
+	ConsumerLag ConsumerLag `mapstructure:"consumer_lag"`
+	Queries     Queries     `mapstructure:"queries"` // query probes: see queries.go
 }
 
 // Log configures log/slog.

@@ -208,8 +208,8 @@ func TestFullIsReference(t *testing.T) {
 	flatten = func(prefix string, m map[string]any) {
 		for k, v := range m {
 			key := join(prefix, k)
-			if prefix == "observers" {
-				key = "observers.*" // any observer documents an observer key
+			if slices.Contains(mapKeyPaths(), prefix) {
+				key = prefix + ".*" // any entry documents an entry key
 			}
 			if sub, ok := v.(map[string]any); ok && key != "canary.rate" {
 				flatten(key, sub)
@@ -219,10 +219,17 @@ func TestFullIsReference(t *testing.T) {
 		}
 	}
 	flatten("", raw)
-	for _, key := range Keys("*") {
-		if strings.HasSuffix(key, ".password") {
+	// Any entry of a map documents an entry key, for the maps that have
+	// entries by default.
+	for _, key := range KeysFor(func(k string) []string {
+		if k == "observers" || len(mapNames(reflect.ValueOf(Defaults()), k)) > 0 {
+			return []string{"*"}
+		}
+		return nil
+	}) {
+		if isSecretKey(key) {
 			// Secrets are documented in a comment: a value is an error.
-			if !strings.Contains(string(data), "# password: never here") {
+			if !strings.Contains(string(data), "# "+key[strings.LastIndex(key, ".")+1:]+": never here") {
 				t.Errorf("full.yaml does not document %s", key)
 			}
 			continue
@@ -301,7 +308,7 @@ func TestEnvOverridesEveryKey(t *testing.T) {
 	for _, key := range keys {
 		t.Run(key, func(t *testing.T) {
 			env, want := envValue(before[key])
-			if strings.HasSuffix(key, "password_file") {
+			if base, ok := strings.CutSuffix(key, "_file"); ok && isSecretKey(base) {
 				env, want = pwFile, pwFile // it is read
 			}
 			t.Setenv(EnvName(key), env)

@@ -66,6 +66,9 @@ func Defaults() Config {
 			"database": database,
 			"capsules": capsules,
 		},
+		Bursts:      BurstsDefaults(),
+		ConsumerLag: ConsumerLagDefaults(),
+		Queries:     QueriesDefaults(),
 	}
 }
 

@@ -68,41 +68,24 @@ func load(path string, flags *pflag.FlagSet) (*Config, error) {
 	v.AutomaticEnv()
 
 	defaults := Defaults()
-	observers := map[string]bool{}
-	for name := range defaults.Observers {
-		observers[name] = true
-	}
-
+	var file map[string]any
 	if path != "" {
 		m, err := readFile(path)
 		if err != nil {
 			return nil, err
 		}
-		if obs, ok := m["observers"].(map[string]any); ok {
-			for name := range obs {
-				observers[name] = true
-			}
-		}
 		if err := v.MergeConfigMap(m); err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
+		file = m
 	}
 
-	// Viper finds an environment variable only for a key it already knows, so
-	// observers named only in the environment are discovered from it, and
-	// every observer, whatever its origin, gets a default for each of its keys.
-	envObservers, err := observersFromEnv(os.Environ())
-	if err != nil {
-		return nil, err
-	}
-	for _, name := range envObservers {
-		observers[name] = true
-	}
+	// Every entry of a named map (observers, query probes), whether from the
+	// defaults, the file or only the environment, gets a default for each of
+	// its keys: see setEntryDefaults.
 	setDefaults(v, "", defaults)
-	for name := range observers {
-		if _, ok := defaults.Observers[name]; !ok {
-			setDefaults(v, "observers."+name, ObserverDefaults())
-		}
+	if err := setEntryDefaults(v, file, os.Environ(), defaults); err != nil {
+		return nil, err
 	}
 
 	if flags != nil {
@@ -116,7 +99,7 @@ func load(path string, flags *pflag.FlagSet) (*Config, error) {
 	}
 
 	var c Config
-	err = v.Unmarshal(&c,
+	err := v.Unmarshal(&c,
 		viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(durationHook, commaListHook)),
 		func(dc *mapstructure.DecoderConfig) { dc.ErrorUnused = true },
 	)
@@ -216,7 +199,7 @@ func checkTree(file, prefix string, m map[string]any, t reflect.Type) []error {
 		case f.typ.Kind() == reflect.Map:
 			sub, ok := asMap(val)
 			if !ok {
-				errs = append(errs, fmt.Errorf("%s: expected a mapping of names to %ss, got %s in %s", key, k[:len(k)-1], describe(val), file))
+				errs = append(errs, fmt.Errorf("%s: expected a mapping of names to their settings, got %s in %s", key, describe(val), file))
 				continue
 			}
 			m[k] = sub
@@ -365,44 +348,7 @@ func describe(v any) string {
 // observerEnvSuffixes are the environment spellings of an observer's keys,
 // "_SQL_PASSWORD" for sql.password. None is a suffix of another, so a variable
 // splits into observer name and key in exactly one way.
-func observerEnvSuffixes() []string {
-	var out []string
-	for _, k := range leafKeys(observerType) {
-		out = append(out, "_"+strings.ToUpper(strings.ReplaceAll(k, ".", "_")))
-	}
-	return out
-}
-
-// observersFromEnv returns the observer names that environment variables
-// SLO_CANARY_OBSERVERS_<NAME>_<KEY> mention, lower-cased.
-func observersFromEnv(environ []string) ([]string, error) {
-	prefix := EnvPrefix + "_OBSERVERS_"
-	suffixes := observerEnvSuffixes()
-	var names []string
-	var errs []error
-	for _, kv := range environ {
-		name, val, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(name, prefix) || val == "" {
-			continue // viper ignores empty variables too
-		}
-		rest := name[len(prefix):]
-		matched := false
-		for _, suf := range suffixes {
-			if obs, ok := strings.CutSuffix(rest, suf); ok && obs != "" {
-				if obs != strings.ToUpper(obs) {
-					break // reported below: viper would never read it
-				}
-				names = append(names, strings.ToLower(obs))
-				matched = true
-				break
-			}
-		}
-		if !matched {
-			errs = append(errs, fmt.Errorf("environment variable %s sets no observer key: expected %s<NAME>_<KEY> in upper case, such as %sDATABASE_SQL_PASSWORD", name, prefix, prefix))
-		}
-	}
-	return names, errors.Join(errs...)
-}
+func observerEnvSuffixes() []string { return envSuffixes(observerType) }
 
 // durationHook decodes durations from strings such as "5m". A bare number is
 // refused: mapstructure would take it as nanoseconds, so "deadline: 300" would
@@ -515,19 +461,25 @@ func moveDSNPasswords(c *Config) error {
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(c.Observers)) {
 		o := c.Observers[name]
-		stripped, pw, ok := splitDSNPassword(o.SQL.DSN)
-		if !ok {
-			continue
-		}
-		key := "observers." + name + ".sql"
-		if o.SQL.Password != "" || o.SQL.PasswordFile != "" {
-			errs = append(errs, fmt.Errorf("%s.dsn: holds a password, and %s.password or %s.password_file is set too; set one", key, key, key))
-			continue
-		}
-		o.SQL.DSN, o.SQL.Password = stripped, pw
+		errs = append(errs, moveDSNPassword("observers."+name+".sql", &o.SQL))
 		c.Observers[name] = o
 	}
+	errs = append(errs, c.Queries.moveDSNPasswords()...)
 	return errors.Join(errs...)
+}
+
+// moveDSNPassword moves the password in s.DSN, if any, to s.Password; key
+// names s in the error.
+func moveDSNPassword(key string, s *SQLObserver) error {
+	stripped, pw, ok := splitDSNPassword(s.DSN)
+	if !ok {
+		return nil
+	}
+	if s.Password != "" || s.PasswordFile != "" {
+		return fmt.Errorf("%s.dsn: holds a password, and %s.password or %s.password_file is set too; set one", key, key, key)
+	}
+	s.DSN, s.Password = stripped, pw
+	return nil
 }
 
 // readSecretFiles fills each secret from its *_file key. The error names the
@@ -564,5 +516,6 @@ func readSecretFiles(c *Config) error {
 		read("observers."+name+".sql.password", &o.SQL.Password, o.SQL.PasswordFile)
 		c.Observers[name] = o
 	}
+	c.Queries.readSecretFiles(read)
 	return errors.Join(errs...)
 }

@@ -13,8 +13,9 @@ import (
 // Render returns the effective configuration as YAML, in the key names and
 // order of the file format, for `slo-canary check-config`. Secrets show as
 // "<redacted>" (or "" when unset) and a password inside a DSN as "xxxxx". An
-// observer shows only the section of its type. Without secrets set, the output
-// loads back to the same configuration.
+// observer shows only the section of its type, and an http query probe no sql
+// section. Without secrets set, the output loads back to the same
+// configuration.
 func Render(c *Config) ([]byte, error) {
 	root := renderNode(reflect.ValueOf(*c), reflect.TypeFor[Config](), "")
 	root.HeadComment = "slo-canary effective configuration; secrets are redacted"
@@ -48,6 +49,9 @@ func renderNode(v reflect.Value, parent reflect.Type, tag string) *yaml.Node {
 				if (f.tag == "sql" && typ == "kafka") || (f.tag == "kafka" && typ == "sql") {
 					continue
 				}
+			}
+			if v.Type() == queryProbeType && f.tag == "sql" && v.FieldByName("Type").String() == "http" {
+				continue
 			}
 			m.Content = append(m.Content, scalar(f.tag), renderNode(v.Field(f.index), v.Type(), f.tag))
 		}

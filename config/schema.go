@@ -91,26 +91,38 @@ func leafKeys(t reflect.Type) []string {
 }
 
 // Keys lists every leaf key of the configuration for the given observer names
-// (the observers map makes the key set open-ended), in a stable order.
+// (the observers map makes the key set open-ended), in a stable order. Maps
+// nested in sections (queries.probes) list the entries Defaults has.
 func Keys(observers ...string) []string {
+	d := reflect.ValueOf(Defaults())
+	return KeysFor(func(mapKey string) []string {
+		if mapKey == "observers" {
+			return observers
+		}
+		return mapNames(d, mapKey)
+	})
+}
+
+// KeysFor lists every leaf key of the configuration, in a stable order, with
+// the entries names returns for each map, by the map's dotted key.
+func KeysFor(names func(mapKey string) []string) []string {
 	var keys []string
-	for _, f := range fieldsOf(reflect.TypeFor[Config]()) {
-		if f.typ.Kind() == reflect.Map {
-			for _, name := range observers {
-				for _, k := range leafKeys(observerType) {
-					keys = append(keys, f.tag+"."+name+"."+k)
-				}
+	var walk func(prefix string, t reflect.Type)
+	walk = func(prefix string, t reflect.Type) {
+		switch {
+		case isLeaf(t):
+			keys = append(keys, prefix)
+		case t.Kind() == reflect.Map:
+			for _, name := range names(prefix) {
+				walk(prefix+"."+name, t.Elem())
 			}
-			continue
-		}
-		if isLeaf(f.typ) {
-			keys = append(keys, f.tag)
-			continue
-		}
-		for _, k := range leafKeys(f.typ) {
-			keys = append(keys, f.tag+"."+k)
+		default:
+			for _, f := range fieldsOf(t) {
+				walk(join(prefix, f.tag), f.typ)
+			}
 		}
 	}
+	walk("", reflect.TypeFor[Config]())
 	return keys
 }
 

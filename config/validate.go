@@ -44,6 +44,9 @@ func (c *Config) Validate() error {
 	c.Kafka.validate(&p)
 	c.Canary.validate(&p)
 	c.validateObservers(&p)
+	c.Bursts.validate(&p, c)
+	c.ConsumerLag.validate(&p)
+	c.Queries.validate(&p)
 	return errors.Join(p...)
 }
 

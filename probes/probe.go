@@ -6,6 +6,10 @@
 // visible at my stage? The runner in package canary owns the polling loop: it
 // asks the tracker for pending markers, calls Observe, times it, counts its
 // errors and hands the sightings back to the tracker.
+//
+// It also holds the query probes (query.go): one timed request to
+// SLO-Scout's HTTP API or one read-only query to its database, with its
+// outcome classified. Package queries decides when they run.
 package probes
 
 import (

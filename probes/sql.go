@@ -7,16 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -28,13 +25,8 @@ import (
 // (a table without a time column), and PostgreSQL refuses a surplus argument.
 var sqlSecondParam = regexp.MustCompile(`\$2([^0-9]|$)`)
 
-// Bounds applied when the configuration leaves them unset: an observer never
-// runs unbounded statements or an unbounded pool.
-const (
-	defaultStatementTimeout = 10 * time.Second
-	defaultMaxConns         = 2
-	defaultBatchSize        = 500
-)
+// defaultBatchSize applies when the configuration leaves it unset.
+const defaultBatchSize = 500
 
 // SQL finds markers by polling a database table with a configured query. It
 // is safe for one Observe at a time plus concurrent Ping and Stats.
@@ -56,73 +48,21 @@ type SQL struct {
 }
 
 // NewSQL builds an observer of a PostgreSQL/TimescaleDB table. It does not
-// connect: connections are opened by the first Observe or Ping, so the canary
-// starts (and reports the stage unhealthy) while the database is down.
-//
-// Every connection is read-only and bounded whatever the DSN says:
-// default_transaction_read_only=on (a mistaken or hostile query cannot write;
-// the canary should still use a read-only role), statement_timeout, and
-// idle_in_transaction_session_timeout, so a stuck canary cannot hold locks or
-// snapshots that delay TimescaleDB's retention and compression jobs.
+// connect, and its sessions are read-only and bounded: see readOnlyPool.
 func NewSQL(ctx context.Context, name string, cfg config.SQLObserver, batchSize int, logger *slog.Logger) (*SQL, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	pc, err := pgxpool.ParseConfig(cfg.DSN)
+	pool, err := readOnlyPool(ctx, fmt.Sprintf("sql observer %q", name), cfg)
 	if err != nil {
-		// pgx quotes the DSN in its message and redacts passwords only on a
-		// best effort basis: quote the redacted DSN instead.
-		var pce *pgconn.ParseConfigError
-		if errors.As(err, &pce) {
-			cp := *pce
-			cp.ConnString = ""
-			err = &cp
-		}
-		return nil, fmt.Errorf("sql observer %q: dsn %s: %w", name, config.RedactDSN(cfg.DSN), err)
+		return nil, err
 	}
-	if pw := cfg.Password.Reveal(); pw != "" {
-		pc.ConnConfig.Password = pw
-	} else if cfg.PasswordFile != "" {
-		// Read on every new connection, so a rotated Kubernetes secret is
-		// picked up without a restart.
-		file := cfg.PasswordFile
-		pc.BeforeConnect = func(_ context.Context, cc *pgx.ConnConfig) error {
-			b, err := os.ReadFile(file)
-			if err != nil {
-				return &Error{Reason: "auth", Err: fmt.Errorf("sql password file: %w", err)}
-			}
-			cc.Password = strings.TrimRight(string(b), "\r\n")
-			return nil
-		}
-	}
-	st := cfg.StatementTimeout
-	if st <= 0 {
-		st = defaultStatementTimeout
-	}
-	ms := strconv.FormatInt(max(st.Milliseconds(), 1), 10)
-	rp := pc.ConnConfig.RuntimeParams
-	rp["default_transaction_read_only"] = "on"
-	rp["statement_timeout"] = ms
-	rp["idle_in_transaction_session_timeout"] = ms
-	if rp["application_name"] == "" {
-		rp["application_name"] = "slo-canary"
-	}
-	pc.MaxConns = cfg.MaxConns
-	if pc.MaxConns <= 0 {
-		pc.MaxConns = defaultMaxConns
-	}
-	// Lazy: never dial in the background before the first use.
-	pc.MinConns, pc.MinIdleConns = 0, 0
 	query := cfg.Query
 	if strings.TrimSpace(query) == "" {
 		query = config.DefaultQuery
 	}
 	if batchSize <= 0 {
 		batchSize = defaultBatchSize
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, pc)
-	if err != nil {
-		return nil, fmt.Errorf("sql observer %q: pool: %w", name, err)
 	}
 	return &SQL{
 		name:      name,

@@ -31,6 +31,11 @@ type ServeOptions struct {
 	WriteConfig string
 	// CanaryListen is http.listen in that file; default 127.0.0.1:9464.
 	CanaryListen string
+	// APIListen is the reference SLO-Scout API's address (see API); default
+	// 127.0.0.1:0. APIProfile is its latency and fault profile; nil:
+	// DefaultAPIProfile.
+	APIListen  string
+	APIProfile *APIProfile
 	// Out receives the human-readable addresses; default io.Discard.
 	Out    io.Writer
 	Logger *slog.Logger
@@ -50,6 +55,9 @@ type ServeInfo struct {
 	ControlURL string
 	ConfigPath string
 	Pipeline   *Pipeline
+	// APIURL is the reference API's base URL, for queries.base_url.
+	APIURL string
+	API    *API
 }
 
 // Database and role Serve creates on a PostgreSQL server it started. The
@@ -128,11 +136,19 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 		info.DSN = fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", ServeReadRole, pg.Port, ServeDatabase)
 	}
 
+	apiSrv, apiLn, err := startAPI(&opts, &info)
+	if err != nil {
+		return err
+	}
+	defer apiLn.Close()
 	ln, err := net.Listen("tcp", opts.ControlListen)
 	if err != nil {
 		return fmt.Errorf("testbed: control API listen %s: %w", opts.ControlListen, err)
 	}
-	srv := &http.Server{Handler: p.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	control := http.NewServeMux()
+	control.Handle("/", p.Handler())
+	control.Handle("/reference-api/", info.API.ControlHandler())
+	srv := &http.Server{Handler: control, ReadHeaderTimeout: 10 * time.Second}
 	info.ControlURL = "http://" + ln.Addr().String()
 
 	if opts.WriteConfig != "" {
@@ -154,6 +170,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 		fmt.Fprintf(opts.Out, "admin:    %s\n", info.AdminDSN)
 	}
 	fmt.Fprintf(opts.Out, "control:  %s (GET/PUT /faults, POST /stall, POST /resume, GET /stats, GET /truth/{id})\n", info.ControlURL)
+	fmt.Fprintf(opts.Out, "api:      %s (reference SLO-Scout API; GET/PUT /reference-api/profile, POST /reference-api/stall|resume on control)\n", info.APIURL)
 	if info.ConfigPath != "" {
 		fmt.Fprintf(opts.Out, "config:   %s (slo-canary run --config %s)\n", info.ConfigPath, info.ConfigPath)
 	}
@@ -171,10 +188,18 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 		return nil
 	})
 	g.Go(func() error {
+		if err := apiSrv.Serve(apiLn); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("testbed: reference API: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
 		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		return srv.Shutdown(sctx)
+		// Closed, not shut down: a request the API holds (a stall, a timeout
+		// fault) must not hold the exit.
+		return errors.Join(srv.Shutdown(sctx), apiSrv.Close())
 	})
 	return g.Wait()
 }
@@ -209,5 +234,8 @@ func canaryConfig(info ServeInfo, cfg PipelineConfig, listen string) []byte {
 		fmt.Fprintf(&b, "  database:\n    enabled: true\n    type: sql\n    sql:\n      dsn: %s\n", q(info.DSN))
 	}
 	fmt.Fprintf(&b, "  capsules:\n    enabled: true\n    type: kafka\n    deadline: 5m\n    kafka:\n      topic: %s\n      extract: json\n      field: sample_event_ids\n", q(cfg.CapsuleTopic))
+	if info.API != nil {
+		b.WriteString(info.API.QueriesConfig(info.APIURL))
+	}
 	return []byte(b.String())
 }

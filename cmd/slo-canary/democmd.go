@@ -26,6 +26,7 @@ func newDemoCmd() *cobra.Command {
 		noPG       bool
 		level      string
 		faults     faultFlags
+		burst      demoBurstFlags // burstdemo.go
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -36,6 +37,9 @@ one-line summary every few seconds. No outside services are needed. Ctrl-C exits
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := faults.faults.Validate(); err != nil {
+				return &exitError{code: exitConfig, err: err}
+			}
+			if err := burst.validate(); err != nil {
 				return &exitError{code: exitConfig, err: err}
 			}
 			out := cmd.OutOrStdout()
@@ -71,6 +75,8 @@ one-line summary every few seconds. No outside services are needed. Ctrl-C exits
 					started: func(svc *canary.Service, addr net.Addr) {
 						fmt.Fprintf(out, "metrics:  http://%s/metrics\n", addr)
 						g.Go(func() error { summaries(ctx, out, svc, every); return nil })
+						g.Go(func() error { querySummaries(ctx, out, every); return nil }) // queriescmd.go
+						g.Go(func() error { return burst.run(ctx, out, cfg, svc, logger) })
 					},
 				})
 			})
@@ -85,6 +91,7 @@ one-line summary every few seconds. No outside services are needed. Ctrl-C exits
 	fs.BoolVar(&noPG, "no-postgres", false, "run without PostgreSQL even if initdb is available")
 	fs.StringVar(&level, "log-level", "warn", "log level")
 	faults.bind(cmd)
+	burst.bind(cmd)
 	return cmd
 }
 
@@ -118,6 +125,7 @@ func demoConfig(info testbed.ServeInfo, listen string, rate float64, level strin
 	caps.Enabled = true
 	caps.Deadline = 0
 	c.Observers["capsules"] = caps
+	demoQueries(&c, info) // queriescmd.go
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("demo config: %w", err)
 	}

@@ -30,5 +30,15 @@ type part struct {
 // probes, bursts, consumer-group lag. Each is added here explicitly.
 func extraParts(ctx context.Context, d daemonDeps) ([]part, error) {
 	var parts []part
+	bp, err := burstParts(d) // consumer-group lag and scheduled bursts: bursts.go
+	if err != nil {
+		return nil, err
+	}
+	parts = append(parts, bp...)
+	qp, err := queryParts(ctx, d) // query probes and concurrency runs: queriescmd.go
+	if err != nil {
+		return nil, err
+	}
+	parts = append(parts, qp...)
 	return parts, nil
 }

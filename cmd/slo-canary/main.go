@@ -68,6 +68,9 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newDemoCmd(),
 		newTestbedCmd(),
 		newVersionCmd(),
+		newBurstCmd(),
+		newGateCmd(),
+		newQueriesCmd(),
 	)
 	return root
 }

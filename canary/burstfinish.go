@@ -1,0 +1,205 @@
+package canary
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/slo-scout/slo-canary/config"
+)
+
+// finish computes the report from what was recorded, judges it, exports it.
+func (b *burst) finish(rep *BurstReport, results []StepResult, samples []commitSample) *BurstReport {
+	r := b.r
+	rep.Abort = b.getAbort()
+	if b.pacer != nil {
+		rep.Events.Sent = b.pacer.Handed()
+		rep.Events.Failed = b.pacer.FailedCount()
+		rep.Events.Acked = b.pacer.Acked()
+	}
+	b.mu.Lock()
+	rep.Events.Acked += b.acked
+	rep.Events.Failed += b.failed
+	if len(b.reasons) > 0 {
+		rep.Events.ByReason = map[string]int64{}
+		for k, v := range b.reasons {
+			rep.Events.ByReason[k] = v
+		}
+	}
+	mc := MarkerCounts{Acked: b.acked, Sent: b.acked + b.failed}
+	var first, last time.Time
+	other := map[string][]float64{}
+	for _, bm := range b.markers {
+		if !bm.acked {
+			continue
+		}
+		mc.Duplicates += int64(bm.dups)
+		if bm.ooo {
+			mc.OutOfOrder++
+		}
+		switch {
+		case bm.lost:
+			mc.Lost++
+			if bm.late {
+				mc.Late++
+			}
+		case !bm.seenAt.IsZero():
+			mc.Seen++
+			if first.IsZero() || bm.seenAt.Before(first) {
+				first = bm.seenAt
+			}
+			if bm.seenAt.After(last) {
+				last = bm.seenAt
+			}
+		default:
+			mc.Unresolved++
+		}
+		for st, lag := range bm.other {
+			other[st] = append(other[st], lag.Seconds())
+		}
+	}
+	lags := slices.Clone(b.lags)
+	b.mu.Unlock()
+	rep.Markers = mc
+	sort.Float64s(lags)
+	rep.Lag = lagSummary(lags)
+	if len(other) > 0 {
+		rep.OtherStages = map[string]LagSummary{}
+		for st, l := range other {
+			sort.Float64s(l)
+			rep.OtherStages[st] = lagSummary(l)
+		}
+	}
+	if mc.Acked > 0 {
+		rep.LossRatio = float64(mc.Lost) / float64(mc.Acked)
+	}
+	if !last.IsZero() {
+		rep.CatchUpSeconds = max(last.Sub(rep.LoadEnd).Seconds(), 0)
+		if d := last.Sub(first).Seconds(); d > 0 {
+			rep.Processing.MarkersPerSecond = float64(mc.Seen-1) / d
+		}
+	}
+	b.steps(rep, results)
+	b.processing(rep, samples)
+	rep.judge()
+	r.o.Metrics.EventsSent.Add(float64(rep.Events.Acked))
+	r.o.Metrics.record(rep)
+	lvl := slog.LevelInfo
+	if rep.Verdict != VerdictPass {
+		lvl = slog.LevelWarn
+	}
+	r.log.Log(context.Background(), lvl, "burst finished", "profile", rep.Profile, "id", rep.ID, "verdict", rep.Verdict,
+		"reasons", rep.Reasons, "events", rep.Events.Acked, "achieved_rate", rep.AchievedRate,
+		"markers", mc.Acked, "seen", mc.Seen, "lost", mc.Lost, "lag_p95", rep.Lag.P95, "catchup_seconds", rep.CatchUpSeconds)
+	return rep
+}
+
+// steps fills the per-step and per-second figures.
+func (b *burst) steps(rep *BurstReport, results []StepResult) {
+	var acked, elapsed float64
+	failed := rep.Events.Failed
+	for i, res := range results {
+		sr := StepReport{
+			Rate: config.FormatRate(res.Step.Rate), TargetRate: res.Step.Rate, Duration: config.FormatDuration(res.Step.Duration),
+			Planned: res.Step.Events(), Sent: res.Handed, Elapsed: res.Elapsed().Seconds(), Completed: res.Done,
+			MaxBehindSeconds: res.MaxBehind.Seconds(),
+		}
+		// Failures are not told apart by step: they go to the last one, where
+		// a failing broker shows first at the end of a burst anyway.
+		if i == len(results)-1 {
+			sr.Failed = failed
+		}
+		if sr.Elapsed > 0 {
+			sr.AchievedRate = float64(sr.Sent-sr.Failed) / sr.Elapsed
+		}
+		sr.Deviation = deviation(sr.AchievedRate, sr.TargetRate)
+		rep.Steps = append(rep.Steps, sr)
+		acked += float64(sr.Sent - sr.Failed)
+		elapsed += sr.Elapsed
+	}
+	if elapsed > 0 {
+		rep.AchievedRate = acked / elapsed
+	}
+	if b.pacer == nil || len(results) == 0 {
+		return
+	}
+	// The schedule's count in wall-clock second k since the start.
+	start := results[0].Start
+	expected := func(k int) float64 {
+		lo, hi := start.Add(time.Duration(k)*time.Second), start.Add(time.Duration(k+1)*time.Second)
+		var n float64
+		for _, res := range results {
+			s, e := res.Start, res.Start.Add(res.Step.Duration)
+			if o := earliest(e, hi).Sub(latest(s, lo)); o > 0 {
+				n += o.Seconds() * res.Step.Rate
+			}
+		}
+		return n
+	}
+	behind := b.pacer.Behind()
+	for k, n := range b.pacer.PerSecond() {
+		want := expected(k)
+		if want == 0 && n == 0 {
+			continue
+		}
+		rep.PerSecond = append(rep.PerSecond, SecondReport{Second: k, Target: math.Round(want*10) / 10, Sent: n,
+			Deviation: deviation(float64(n), want), MaxBehindSeconds: behind[k].Seconds()})
+	}
+}
+
+// commitSample is the committed offsets of the watched groups on the ingest
+// topic at one time.
+type commitSample struct {
+	at        time.Time
+	committed int64
+}
+
+func (b *burst) commitSample(gl *GroupLag, at time.Time) (commitSample, bool) {
+	if gl == nil {
+		return commitSample{}, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	snap, err := gl.Refresh(ctx)
+	if err != nil {
+		return commitSample{}, false
+	}
+	c, ok := snap.Committed(b.r.cfg.Canary.Topic)
+	return commitSample{at: snap.At, committed: c}, ok
+}
+
+func (b *burst) processing(rep *BurstReport, samples []commitSample) {
+	if len(samples) < 2 {
+		return
+	}
+	sort.Slice(samples, func(i, j int) bool { return samples[i].at.Before(samples[j].at) })
+	f, l := samples[0], samples[len(samples)-1]
+	if d := l.at.Sub(f.at).Seconds(); d > 0 {
+		v := float64(l.committed-f.committed) / d
+		rep.Processing.EventsPerSecond = &v
+	}
+	var peak float64
+	for i := 1; i < len(samples); i++ {
+		if d := samples[i].at.Sub(samples[i-1].at).Seconds(); d > 0 {
+			peak = max(peak, float64(samples[i].committed-samples[i-1].committed)/d)
+		}
+	}
+	rep.Processing.PeakEventsPerSecond = &peak
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}

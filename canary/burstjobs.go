@@ -1,0 +1,57 @@
+package canary
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/slo-scout/slo-canary/config"
+)
+
+// BurstGroup is the scheduler group of every burst: two never run at once.
+const BurstGroup = "burst"
+
+// Jobs returns one scheduler job per profile that has a schedule, in group
+// BurstGroup. Each run writes its JSON report to bursts.report_dir (if set)
+// and returns an error unless the verdict is pass, so that
+// slo_canary_scheduled_runs_total counts it as a failure.
+func (r *BurstRunner) Jobs() ([]Job, error) {
+	bc := r.cfg.Bursts
+	var jobs []Job
+	for _, name := range slices.Sorted(maps.Keys(bc.Profiles)) {
+		p := bc.Profiles[name]
+		if p.Schedule == "" {
+			continue
+		}
+		_, steps, err := bc.Profile(name)
+		if err != nil {
+			return nil, err
+		}
+		jobs = append(jobs, Job{Name: "burst_" + name, Group: BurstGroup, Spec: p.Schedule, Run: r.jobRun(name, steps)})
+	}
+	return jobs, nil
+}
+
+// Job returns a job running the given steps as profile, for TryRun.
+func (r *BurstRunner) Job(profile string, steps []config.Step) Job {
+	return Job{Name: "burst_" + profile, Group: BurstGroup, Run: r.jobRun(profile, steps)}
+}
+
+func (r *BurstRunner) jobRun(profile string, steps []config.Step) func(context.Context) error {
+	return func(ctx context.Context) error {
+		rep, err := r.Run(ctx, profile, steps)
+		if err != nil {
+			return err
+		}
+		if dir := r.cfg.Bursts.ReportDir; dir != "" {
+			if err := rep.WriteJSON(rep.ReportPath(dir)); err != nil {
+				r.log.Warn("burst report not written", "err", err)
+			}
+		}
+		if rep.Verdict != VerdictPass {
+			return fmt.Errorf("burst %s %s: %v", profile, rep.Verdict, rep.Reasons)
+		}
+		return nil
+	}
+}

@@ -1,0 +1,219 @@
+package canary
+
+import (
+	"context"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/slo-scout/slo-canary/config"
+)
+
+// Pacer produces events at an exact rate. Event k of a step is due at
+// start + k/rate: the schedule is absolute, so a late wake-up is made up at
+// once rather than carried forward (no drift), and between wake-ups the pacer
+// sleeps until the next event is due (no bunching beyond the timer's
+// resolution). It counts what it hands to the client per wall-clock second,
+// so the achieved rate can be shown second by second.
+//
+// Load events are built straight into pooled records (LoadGen), so the hot
+// loop allocates nothing; a marker, every 1/MarkerShare events, is built by
+// Marker, which may allocate.
+type Pacer struct {
+	Client     *kgo.Client // manual partitioner
+	Topic      string
+	Partitions []int32
+	Gen        *LoadGen
+	// MarkerShare is the fraction of events that are markers; Marker builds
+	// the record of one for the given partition, or returns nil to send a
+	// load event instead (the tracker is full). Marker records carry their
+	// own promise, passed to Produce.
+	MarkerShare float64
+	Marker      func(partition int32, now time.Time) (*kgo.Record, func(*kgo.Record, error))
+	// MaxEvents stops the pacer once this many events were handed over,
+	// whatever the steps say (0: no cap).
+	MaxEvents int64
+	// Failed is called for every load event whose produce failed.
+	Failed func(err error)
+
+	pool      sync.Pool
+	done      func(*kgo.Record, error)
+	acked     atomic.Int64
+	failed    atomic.Int64
+	handed    atomic.Int64 // published every batch, for progress and the guard
+	markers   int64
+	perSecond []int64         // handed per wall-clock second since Start
+	behind    []time.Duration // the most the pacer ran late in each second
+	start     time.Time
+	timer     *time.Timer
+}
+
+// StepResult is what the pacer did in one step.
+type StepResult struct {
+	Step    config.Step
+	Start   time.Time
+	End     time.Time // when the last event was handed over (or the abort)
+	Handed  int64
+	Markers int64
+	Done    bool // every event of the step was handed over
+	// MaxBehind is the longest the pacer ran behind its schedule: how late
+	// the latest due event was when a batch went out.
+	MaxBehind time.Duration
+}
+
+// Elapsed is the step's length as run: at least its planned duration.
+func (r StepResult) Elapsed() time.Duration {
+	d := r.End.Sub(r.Start)
+	if r.Done {
+		// The last event is due 1/rate before the planned end.
+		d = max(d+time.Duration(float64(time.Second)/r.Step.Rate), r.Step.Duration)
+	}
+	return d
+}
+
+func (p *Pacer) init(start time.Time) {
+	p.start = start
+	p.pool.New = func() any { return &kgo.Record{Value: make([]byte, 0, 512)} }
+	p.done = func(r *kgo.Record, err error) {
+		if err != nil {
+			p.failed.Add(1)
+			if p.Failed != nil {
+				p.Failed(err)
+			}
+		} else {
+			p.acked.Add(1)
+		}
+		r.Value = r.Value[:0]
+		p.pool.Put(r)
+	}
+	p.timer = time.NewTimer(time.Hour)
+	p.timer.Stop()
+}
+
+// Acked and FailedCount count load events whose produce completed.
+func (p *Pacer) Acked() int64       { return p.acked.Load() }
+func (p *Pacer) FailedCount() int64 { return p.failed.Load() }
+
+// Handed is how many events (load and markers) were handed to the client.
+func (p *Pacer) Handed() int64 { return p.handed.Load() }
+
+// PerSecond returns the events handed over in each wall-clock second since
+// the first step started. Call it once the pacer is done.
+func (p *Pacer) PerSecond() []int64 { return p.perSecond }
+
+// Behind returns, per wall-clock second, the most the pacer ran behind its
+// schedule: a starved process (no CPU for the canary) shows here, where a
+// short second alone could also be Kafka pushing back.
+func (p *Pacer) Behind() []time.Duration { return p.behind }
+
+// Run paces the steps one after the other, from start, until they are done
+// or ctx is cancelled. It returns what each step did, up to where it stopped.
+func (p *Pacer) Run(ctx context.Context, start time.Time, steps []config.Step) []StepResult {
+	p.init(start)
+	defer p.timer.Stop()
+	var out []StepResult
+	at := start
+	for _, st := range steps {
+		r := p.step(ctx, at, st)
+		out = append(out, r)
+		if !r.Done {
+			break
+		}
+		at = at.Add(st.Duration)
+	}
+	return out
+}
+
+func (p *Pacer) step(ctx context.Context, start time.Time, st config.Step) StepResult {
+	res := StepResult{Step: st, Start: start}
+	total := st.Events()
+	perEvent := float64(time.Second) / st.Rate
+	nparts := int64(len(p.Partitions))
+	var sent int64
+	// Wait for the step's start (the previous step may have finished its
+	// last event early, 1/rate before its end).
+	if !p.sleepUntil(ctx, start) {
+		res.End = time.Now()
+		return res
+	}
+	for sent < total {
+		now := time.Now()
+		due := min(int64(float64(now.Sub(start))/perEvent)+1, total)
+		if p.MaxEvents > 0 {
+			due = min(due, p.MaxEvents-p.handed.Load()+sent)
+		}
+		// Event number sent was due at start + sent/rate: how late it goes.
+		behind := max(now.Sub(start)-time.Duration(float64(sent)*perEvent), 0)
+		res.MaxBehind = max(res.MaxBehind, behind)
+		batch, first, base := due-sent, sent, p.handed.Load()
+		for ; sent < due; sent++ {
+			n := base + sent - first // the event's index in the whole burst
+			if p.isMarker(n) {
+				part := p.Partitions[p.markers%nparts]
+				if rec, promise := p.Marker(part, time.Now()); rec != nil {
+					p.markers++
+					res.Markers++
+					p.Client.Produce(ctx, rec, promise)
+					continue
+				}
+			}
+			r := p.pool.Get().(*kgo.Record)
+			val, key := p.Gen.Event(r.Value[:0], now)
+			*r = kgo.Record{Topic: p.Topic, Key: key, Value: val, Partition: p.Partitions[n%nparts], Timestamp: now}
+			p.Client.Produce(ctx, r, p.done)
+		}
+		p.handed.Add(batch)
+		res.Handed += batch
+		p.count(now, batch, behind)
+		if ctx.Err() != nil || (p.MaxEvents > 0 && p.handed.Load() >= p.MaxEvents) {
+			break
+		}
+		if sent >= total {
+			break
+		}
+		if !p.sleepUntil(ctx, start.Add(time.Duration(float64(sent)*perEvent))) {
+			break
+		}
+	}
+	res.End = time.Now()
+	res.Done = sent >= total
+	return res
+}
+
+// isMarker spreads markers evenly: event n is one when it crosses a multiple
+// of 1/MarkerShare.
+func (p *Pacer) isMarker(n int64) bool {
+	if p.Marker == nil || p.MarkerShare <= 0 {
+		return false
+	}
+	return math.Floor(float64(n+1)*p.MarkerShare) > math.Floor(float64(n)*p.MarkerShare)
+}
+
+func (p *Pacer) count(now time.Time, n int64, behind time.Duration) {
+	sec := max(int(now.Sub(p.start)/time.Second), 0)
+	for len(p.perSecond) <= sec {
+		p.perSecond = append(p.perSecond, 0)
+		p.behind = append(p.behind, 0)
+	}
+	p.perSecond[sec] += n
+	p.behind[sec] = max(p.behind[sec], behind)
+}
+
+// sleepUntil reports false if ctx ended first.
+func (p *Pacer) sleepUntil(ctx context.Context, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	p.timer.Reset(d)
+	select {
+	case <-ctx.Done():
+		p.timer.Stop()
+		return false
+	case <-p.timer.C:
+		return true
+	}
+}

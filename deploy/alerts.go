@@ -1,0 +1,172 @@
+package deploy
+
+import (
+	"fmt"
+	"time"
+)
+
+// The alerts beside the SLO burn rates: what goes wrong in the pipeline
+// (loss, silent stages, consumer groups, bursts, concurrency runs, vector
+// search) and with the canary itself. All open tickets; windows and `for`
+// clauses go through p.d so the time scale applies.
+
+func (p Params) pipelineAlerts() []Rule {
+	return []Rule{
+		{
+			Alert: "SLOScoutMarkersLost",
+			// A marker declared lost and seen within the late window is late,
+			// not lost: net loss is lost minus late, judged only once it has
+			// lasted as long as the late window.
+			Expr: fmt.Sprintf(`sum by (namespace, job, stage) (increase(slo_canary_markers_lost_total[%[1]s]))
+-
+sum by (namespace, job, stage) (increase(slo_canary_markers_late_total[%[1]s]))
+> 0`, p.d(time.Hour)),
+			For:    p.d(p.LateWindow),
+			Labels: map[string]string{"severity": SeverityTicket},
+			Annotations: p.annotations("SLOScoutMarkersLost",
+				"SLO-Scout lost canary markers at stage {{ $labels.stage }}",
+				fmt.Sprintf("{{ $value | humanize }} markers sent in the last %s never reached stage {{ $labels.stage }}, not even late: events are being dropped between Kafka and that stage.", p.d(time.Hour))),
+		},
+		{
+			Alert: "SLOScoutStageSilent",
+			Expr: fmt.Sprintf(`sum by (namespace, job, stage) (increase(slo_canary_markers_lost_total[%[1]s])) > 0
+unless on (namespace, job, stage)
+sum by (namespace, job, stage) (increase(slo_canary_markers_observed_total[%[1]s])) > 0`, p.d(15*time.Minute)),
+			For:    p.d(5 * time.Minute),
+			Labels: map[string]string{"severity": SeverityTicket},
+			Annotations: p.annotations("SLOScoutStageSilent",
+				"No canary markers reach stage {{ $labels.stage }}",
+				fmt.Sprintf("Stage {{ $labels.stage }} saw none of the canary's markers in the last %s while {{ $value | humanize }} passed their deadline there: the stage receives nothing, or the canary cannot see it.", p.d(15*time.Minute))),
+		},
+		{
+			Alert: "SLOScoutConsumerGroupLagHigh",
+			// Judged against the canary's own freshness budget: an event
+			// waiting longer than it in Kafka is already late.
+			Expr: `max by (namespace, job, group, topic) (slo_canary_consumer_group_lag_seconds)
+> on (namespace, job) group_left ()
+max by (namespace, job) (slo_canary_freshness_budget_seconds)`,
+			For:    p.d(10 * time.Minute),
+			Labels: map[string]string{"severity": SeverityTicket},
+			Annotations: p.annotations("SLOScoutConsumerGroupLagHigh",
+				"Consumer group {{ $labels.group }} is {{ $value | humanizeDuration }} behind on {{ $labels.topic }}",
+				fmt.Sprintf("The oldest record consumer group {{ $labels.group }} has not committed on topic {{ $labels.topic }} is {{ $value | humanizeDuration }} old, longer than the freshness budget, for %s: the stream job is slow or stopped.", p.d(10*time.Minute))),
+		},
+		{
+			Alert:  "SLOScoutConsumerGroupDown",
+			Expr:   `max by (namespace, job, group) (slo_canary_consumer_group_up) == 0`,
+			For:    p.d(15 * time.Minute),
+			Labels: map[string]string{"severity": SeverityTicket},
+			Annotations: p.annotations("SLOScoutConsumerGroupDown",
+				"Consumer group {{ $labels.group }} has no committed offsets",
+				fmt.Sprintf("For %s consumer group {{ $labels.group }} has not existed, committed nothing, or could not be read (up is {{ $value }}): the stream job behind it is not consuming, or consumer_lag.groups names a group that does not exist.", p.d(15*time.Minute))),
+		},
+		{
+			Alert: "SLOScoutBurstFailed",
+			// A failure is news for a day, or until a later burst of the
+			// profile passes. Aborted bursts (a guard tripped) are not
+			// failures: the pipeline was already unwell, and other alerts say so.
+			Expr: fmt.Sprintf(`sum by (namespace, job, profile) (increase(slo_canary_bursts_total{verdict="fail"}[%s])) > 0
+unless on (namespace, job, profile)
+max by (namespace, job, profile) (slo_canary_burst_last_verdict) == 1`, p.d(24*time.Hour)),
+			Labels: map[string]string{"severity": SeverityTicket},
+			Annotations: p.annotations("SLOScoutBurstFailed",
+				"Burst profile {{ $labels.profile }} failed its budgets",
+				fmt.Sprintf("{{ $value | humanize }} burst(s) of profile {{ $labels.profile }} in the last %s missed a lag, loss or rate budget: SLO-Scout does not sustain the promised throughput. See slo_canary_burst_last_* and the burst report.", p.d(24*time.Hour))),
+		},
+		{
+			Alert: "SLOScoutConcurrencyRunFailed",
+			Expr: fmt.Sprintf(`sum by (namespace, job, run) (increase(slo_canary_concurrency_runs_total{verdict="fail"}[%s])) > 0
+unless on (namespace, job, run)
+max by (namespace, job, run) (slo_canary_concurrency_last_verdict) == 1`, p.d(24*time.Hour)),
+			Labels: map[string]string{"severity": SeverityTicket},
+			Annotations: p.annotations("SLOScoutConcurrencyRunFailed",
+				"Concurrency run {{ $labels.run }} failed its budgets",
+				fmt.Sprintf("{{ $value | humanize }} concurrency run(s) {{ $labels.run }} in the last %s missed a latency or success-ratio budget: SLO-Scout's API does not hold up under the promised concurrency.", p.d(24*time.Hour))),
+		},
+		{
+			Alert: "SLOScoutEvidenceOverheadHigh",
+			Expr: `max by (namespace, job) (slo_canary_evidence_overhead_seconds{quantile="0.95"})
+> on (namespace, job)
+max by (namespace, job) (slo_canary_evidence_overhead_budget_seconds)`,
+			For:    p.d(30 * time.Minute),
+			Labels: map[string]string{"severity": SeverityTicket},
+			Annotations: p.annotations("SLOScoutEvidenceOverheadHigh",
+				"Vector-search (evidence) overhead is over budget",
+				fmt.Sprintf("Queries with evidence take {{ $value | humanizeDuration }} longer than without at the 95th percentile, over the budget (slo_canary_evidence_overhead_budget_seconds), for %s: vector search is slow.", p.d(30*time.Minute))),
+		},
+	}
+}
+
+func (p Params) healthAlerts() []Rule {
+	up := fmt.Sprintf("up{job=%q}", p.CanaryJob)
+	return []Rule{
+		{
+			Alert:  "SLOCanaryDown",
+			Expr:   up + " == 0",
+			For:    p.d(5 * time.Minute),
+			Labels: map[string]string{"severity": SeverityTicket},
+			Annotations: p.annotations("SLOCanaryDown",
+				"slo-canary {{ $labels.instance }} cannot be scraped",
+				fmt.Sprintf("Prometheus has failed to scrape slo-canary at {{ $labels.instance }} for %s (up is {{ $value }}): SLO-Scout's SLOs are not being measured.", p.d(5*time.Minute))),
+		},
+		{
+			Alert:  "SLOCanaryAbsent",
+			Expr:   "absent(" + up + ")",
+			For:    p.d(15 * time.Minute),
+			Labels: map[string]string{"severity": SeverityTicket},
+			Annotations: p.annotations("SLOCanaryAbsent",
+				fmt.Sprintf("No slo-canary target (job %s) is being scraped", p.CanaryJob),
+				fmt.Sprintf("Prometheus has had no scrape target with job %q for %s (absent is {{ $value }}): the canary is not deployed, or its ServiceMonitor does not select it. No SLO alert can fire.", p.CanaryJob, p.d(15*time.Minute))),
+		},
+		{
+			Alert: "SLOCanaryProduceFailures",
+			Expr: fmt.Sprintf(`sum by (namespace, job) (rate(slo_canary_produce_failures_total[%[1]s]))
+/
+(
+  sum by (namespace, job) (rate(slo_canary_produce_failures_total[%[1]s]))
+  +
+  sum by (namespace, job) (rate(slo_canary_markers_sent_total[%[1]s]))
+)
+> %[2]s`, p.d(5*time.Minute), formatFloat(p.ProduceFailureRatio)),
+			For:    p.d(10 * time.Minute),
+			Labels: map[string]string{"severity": SeverityTicket},
+			Annotations: p.annotations("SLOCanaryProduceFailures",
+				"slo-canary fails to produce markers to Kafka",
+				fmt.Sprintf("{{ $value | humanizePercentage }} of marker produces failed over %s (tolerated: %s). The collectors share this Kafka path; see slo_canary_produce_failures_total by reason.", p.d(5*time.Minute), formatPercent(p.ProduceFailureRatio))),
+		},
+		{
+			Alert: "SLOCanaryObserverErrors",
+			Expr: fmt.Sprintf(`sum by (namespace, job, stage) (rate(slo_canary_observer_errors_total[%[1]s]))
+/
+sum by (namespace, job, stage) (rate(slo_canary_observer_polls_total[%[1]s]))
+> %[2]s`, p.d(5*time.Minute), formatFloat(p.ObserverErrorRatio)),
+			For:    p.d(10 * time.Minute),
+			Labels: map[string]string{"severity": SeverityTicket},
+			Annotations: p.annotations("SLOCanaryObserverErrors",
+				"slo-canary cannot observe stage {{ $labels.stage }}",
+				fmt.Sprintf("{{ $value | humanizePercentage }} of the canary's observations at stage {{ $labels.stage }} failed over %s (tolerated: %s): markers there cannot be found, and will count as lost.", p.d(5*time.Minute), formatPercent(p.ObserverErrorRatio))),
+		},
+		{
+			Alert: "SLOCanaryMarkersNotSent",
+			// Skipping in every 5m window for 10m: a moment at the tracker's
+			// cap while a stage catches up is not worth a ticket.
+			Expr: fmt.Sprintf(`sum by (namespace, job, reason) (increase(slo_canary_markers_not_sent_total[%s])) > 0`,
+				p.d(5*time.Minute)),
+			For:    p.d(10 * time.Minute),
+			Labels: map[string]string{"severity": SeverityTicket},
+			Annotations: p.annotations("SLOCanaryMarkersNotSent",
+				"slo-canary skips markers ({{ $labels.reason }})",
+				fmt.Sprintf("{{ $value | humanize }} markers were not sent in the last %s (reason {{ $labels.reason }}), and markers have been skipped for %s: the freshness SLI has gaps while this lasts.", p.d(5*time.Minute), p.d(10*time.Minute))),
+		},
+		{
+			Alert: "SLOCanaryCheckpointFailures",
+			Expr: fmt.Sprintf(`sum by (namespace, job) (increase(slo_canary_checkpoint_failures_total[%s])) > 0`,
+				p.d(5*time.Minute)),
+			For:    p.d(10 * time.Minute),
+			Labels: map[string]string{"severity": SeverityTicket},
+			Annotations: p.annotations("SLOCanaryCheckpointFailures",
+				"slo-canary cannot write its checkpoint",
+				fmt.Sprintf("{{ $value | humanize }} checkpoint writes or reads of the state file failed in the last %s, and they have kept failing for %s: after a restart, markers in flight may be counted as unmeasured instead of judged.", p.d(5*time.Minute), p.d(10*time.Minute))),
+		},
+	}
+}

@@ -1,0 +1,178 @@
+package queries
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/slo-scout/slo-canary/config"
+	"github.com/slo-scout/slo-canary/probes"
+	"github.com/slo-scout/slo-canary/testbed"
+)
+
+// overheadProfile answers in 50 ms +/- 5 ms: at 2,000 requests/s that is
+// about 100 requests in flight, so that 200 clients carry the rate with room
+// to spare (at 100 ms they would be exactly saturated, and requests would
+// queue for a client: then the wait counts, by design, and is not overhead).
+var overheadProfile = testbed.APIProfile{SLI: testbed.Latency{Base: 50 * time.Millisecond, Jitter: 5 * time.Millisecond}}
+
+const (
+	benchClients = 200
+	benchRate    = 2000
+)
+
+// benchDuration gives 10,000 requests per tool and iteration.
+var benchDuration = 5 * time.Second
+
+// BenchmarkQueryOverhead measures the client-side overhead slo-canary adds to
+// the latency it reports, against vegeta (its library, v12.13.0) as a peer at
+// the same rate, clients and server: 200 concurrent clients, 2,000
+// requests/s, the reference API answering in 50 ms +/- 5 ms. Overhead is, per
+// request, the measured latency minus the server's handling time (its ground
+// truth), matched by request id (X-Request-Id for slo-canary, X-Vegeta-Seq
+// for vegeta). Each iteration runs slo-canary, then vegeta, so that both see
+// the same machine; -count repeats the pair.
+//
+// Run it alone, without -race:
+//
+//	go test -run '^$' -bench QueryOverhead -benchtime 1x -count 5 ./queries/
+//
+// Reported in microseconds: canary_p50/p99/max_us, slo-canary's open-loop
+// latency (what it reports: from when each request was due, or from when its
+// waiting client woke); canary_send_p50/p99_us, from the moment the request
+// was handed to the HTTP client (vegeta's own starting point);
+// vegeta_p50/p99/max_us; p99_ratio, canary_p99_us over vegeta_p99_us;
+// canary_cpu_us/req and vegeta_cpu_us/req, the process's CPU time per request
+// while each tool ran (client and the shared server).
+// canary_late counts requests that waited for a free client (0 expected),
+// failed counts requests of either tool that failed or went unmatched.
+func BenchmarkQueryOverhead(b *testing.B) {
+	for range b.N {
+		cpu0 := cpuTime(b)
+		canary, send, late, failed := canaryOverhead(b)
+		cpu1 := cpuTime(b)
+		peer, peerFailed := vegetaOverhead(b)
+		cpu2 := cpuTime(b)
+		// Both tools drive the same server in this process: the difference
+		// in CPU per request is the clients'.
+		b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(len(canary)), "canary_cpu_us/req")
+		b.ReportMetric(float64((cpu2-cpu1).Microseconds())/float64(len(peer)), "vegeta_cpu_us/req")
+		report(b, "canary_", canary)
+		report(b, "canary_send_", send)
+		report(b, "vegeta_", peer)
+		b.ReportMetric(quantile(canary, 0.99)/quantile(peer, 0.99), "p99_ratio")
+		b.ReportMetric(float64(late), "canary_late")
+		b.ReportMetric(float64(failed+peerFailed), "failed")
+	}
+}
+
+// canaryOverhead runs slo-canary's open-loop load and returns the per-request
+// overheads (sorted, seconds): open-loop and from send.
+func canaryOverhead(b *testing.B) (open, sent []float64, late, failed int) {
+	api, url := benchAPI(b, "X-Request-Id")
+	c := config.Defaults()
+	c.Queries.BaseURL = url
+	p := c.Queries.Probes["sli"]
+	p.Rotate.JourneyIDs = api.JourneyIDs()
+	c.Queries.Probes["sli"] = p
+	probe := newProbe(b, &c, "sli", benchClients)
+	var log sampleLog
+	log.samples = make([]Sample, 0, benchRate*int(benchDuration/time.Second))
+	l := Load{Clients: benchClients, Rate: benchRate, Duration: benchDuration, MaxWait: 10 * time.Second, WarmUp: true}
+	if err := RunLoad(context.Background(), probe, l, log.observe); err != nil {
+		b.Fatal(err)
+	}
+	var ids []string
+	for _, s := range log.samples {
+		if s.Result.Outcome == probes.OutcomeSuccess {
+			ids = append(ids, s.Result.RequestID)
+		}
+	}
+	truth := truthByID(b, api, ids)
+	for _, s := range log.samples {
+		rec, ok := truth[s.Result.RequestID]
+		if s.Result.Outcome != probes.OutcomeSuccess || !ok {
+			failed++
+			continue
+		}
+		if s.Start.Equal(s.Due) && s.Result.Sent.Sub(s.Due) > time.Millisecond {
+			late++
+		}
+		open = append(open, (s.Latency() - rec.Handling).Seconds())
+		sent = append(sent, (s.ServiceTime() - rec.Handling).Seconds())
+	}
+	slices.Sort(open)
+	slices.Sort(sent)
+	return open, sent, late, failed
+}
+
+// vegetaOverhead runs vegeta at the same rate, clients and server.
+func vegetaOverhead(b *testing.B) (over []float64, failed int) {
+	api, url := benchAPI(b, "X-Vegeta-Seq")
+	journeys := api.JourneyIDs()
+	seq := 0
+	targeter := func(t *vegeta.Target) error {
+		t.Method = http.MethodGet
+		t.URL = url + "/api/v1/sli?journey_id=" + journeys[seq%len(journeys)] + "&include_evidence=false"
+		seq++
+		return nil
+	}
+	atk := vegeta.NewAttacker(
+		vegeta.Workers(benchClients), vegeta.MaxWorkers(benchClients),
+		vegeta.Connections(benchClients), vegeta.KeepAlive(true), vegeta.Timeout(10*time.Second),
+	)
+	var results []*vegeta.Result
+	for r := range atk.Attack(targeter, vegeta.Rate{Freq: benchRate, Per: time.Second}, benchDuration, "overhead") {
+		results = append(results, r)
+	}
+	var ids []string
+	for _, r := range results {
+		if r.Code == 200 {
+			ids = append(ids, strconv.FormatUint(r.Seq, 10))
+		}
+	}
+	truth := truthByID(b, api, ids)
+	for _, r := range results {
+		rec, ok := truth[strconv.FormatUint(r.Seq, 10)]
+		if r.Code != 200 || !ok {
+			failed++
+			continue
+		}
+		over = append(over, (r.Latency - rec.Handling).Seconds())
+	}
+	slices.Sort(over)
+	return over, failed
+}
+
+func benchAPI(b *testing.B, idHeader string) (*testbed.API, string) {
+	api, err := testbed.NewAPI(testbed.APIOptions{Profile: overheadProfile, IDHeader: idHeader, TruthCap: 100000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(api.Handler())
+	b.Cleanup(srv.Close)
+	return api, srv.URL
+}
+
+// cpuTime is the CPU time (user and system) this process has used.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// report adds the p50, p99 and max of sorted overheads, in microseconds.
+func report(b *testing.B, prefix string, sorted []float64) {
+	b.ReportMetric(1e6*quantile(sorted, 0.5), prefix+"p50_us")
+	b.ReportMetric(1e6*quantile(sorted, 0.99), prefix+"p99_us")
+	b.ReportMetric(1e6*quantile(sorted, 1), prefix+"max_us")
+}
