@@ -1,0 +1,90 @@
+package main
+
+import (
+	"bytes"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/slo-scout/slo-canary/testbed"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestDemo runs `slo-canary demo` as a newcomer would, until its summary shows
+// markers observed at every stage, then presses Ctrl-C: it exits 0.
+func TestDemo(t *testing.T) {
+	var out, errb lockedBuffer
+	code := make(chan int, 1)
+	go func() {
+		code <- run([]string{"demo", "--listen", "127.0.0.1:0", "--partitions", "2", "--rate", "5", "--summary-interval", "500ms"}, &out, &errb)
+	}()
+	observed := regexp.MustCompile(`(\w+): observed=(\d+) lost=0`)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		lines := strings.Split(out.String(), "\n")
+		seen := map[string]bool{}
+		for _, l := range lines {
+			if !strings.Contains(l, "sent=") {
+				continue
+			}
+			for _, m := range observed.FindAllStringSubmatch(l, -1) {
+				if n, _ := strconv.Atoi(m[2]); n > 0 {
+					seen[m[1]] = true
+				}
+			}
+		}
+		want := []string{"capsules"}
+		if testbed.PostgresAvailable() {
+			want = append(want, "database")
+		}
+		all := true
+		for _, s := range want {
+			all = all && seen[s]
+		}
+		if all {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no summary with markers observed at %v within 60s.\nstdout:\n%s\nstderr:\n%s", want, out.String(), errb.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, want := range []string{"kafka:", "control:", "metrics:  http://127.0.0.1:", "stages:"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q", want)
+		}
+	}
+	// Ctrl-C. run has had its signal handler in place since before the first
+	// summary, so the signal reaches it, not the test process.
+	if err := syscall.Kill(syscall.Getpid(), syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Fatalf("demo exited %d after Ctrl-C; stderr:\n%s", c, errb.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("demo did not exit within 30s of Ctrl-C")
+	}
+}
