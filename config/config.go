@@ -31,7 +31,8 @@ type Log struct {
 
 // HTTP configures the canary's own endpoint: /metrics, /healthz, /readyz.
 type HTTP struct {
-	Listen string `mapstructure:"listen"`
+	Listen        string `mapstructure:"listen"`
+	WebConfigFile string `mapstructure:"web_config_file"` // TLS and basic auth: see webconfig.go
 }
 
 // Kafka is the connection to the pipeline's Kafka cluster.

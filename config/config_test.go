@@ -311,6 +311,10 @@ func TestEnvOverridesEveryKey(t *testing.T) {
 			if base, ok := strings.CutSuffix(key, "_file"); ok && isSecretKey(base) {
 				env, want = pwFile, pwFile // it is read
 			}
+			if key == "http.web_config_file" { // validated: must exist and parse
+				env = writeFile(t, "web.yml", "basic_auth_users: {}\n")
+				want = env
+			}
 			t.Setenv(EnvName(key), env)
 			c, err := load(path, nil)
 			if err != nil {

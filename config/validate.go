@@ -61,6 +61,7 @@ func (h HTTP) validate(p *problems) {
 	} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 		p.add("http.listen", "invalid port %q", port)
 	}
+	h.validateWebConfig(p) // webconfig.go
 }
 
 func (k Kafka) validate(p *problems) {

@@ -14,12 +14,8 @@ import (
 // 5 s). Native buckets sit beside them.
 var LatencyBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 2.5, 3, 4, 5, 7.5, 10, 15, 20, 30}
 
-// Quantile label values of the overhead and concurrency gauges.
-var (
-	OverheadQuantiles = []string{"0.5", "0.95", "0.99"}
-	RunQuantiles      = []string{"0.5", "0.95", "0.99", "1"}
-	Verdicts          = []string{VerdictPass, VerdictFail}
-)
+// Verdicts are the verdict label values of concurrency_runs_total.
+var Verdicts = []string{VerdictPass, VerdictFail}
 
 // Metrics are the query probes' series. Counters and histograms start at zero
 // for every probe, outcome, run and verdict. The evidence and last-run gauges

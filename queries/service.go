@@ -269,9 +269,9 @@ func (s *Service) evidencePair() []*continuous {
 // before its percentiles mean anything.
 const minOverheadSamples = 5
 
-// Overhead is the evidence overhead over a window: percentiles of the probe
+// evidenceOverhead is the overhead over a window: percentiles of the probe
 // with evidence minus the same percentiles without, from successes only.
-type Overhead struct {
+type evidenceOverhead struct {
 	P50, P95, P99 float64
 	With, Without Percentiles
 	WithinBudget  bool // P95 under Budget
@@ -280,11 +280,11 @@ type Overhead struct {
 
 // overhead computes the overhead over the window ending now; ok is false
 // without enough samples.
-func (s *Service) overhead(with, without *continuous, now time.Time) (Overhead, bool) {
+func (s *Service) overhead(with, without *continuous, now time.Time) (evidenceOverhead, bool) {
 	from := now.Add(-s.cfg.Evidence.Window)
 	a, _ := with.window.since(from)
 	b, _ := without.window.since(from)
-	o := Overhead{Budget: s.cfg.Evidence.Budget.Seconds()}
+	o := evidenceOverhead{Budget: s.cfg.Evidence.Budget.Seconds()}
 	if len(a) < minOverheadSamples || len(b) < minOverheadSamples {
 		return o, false
 	}

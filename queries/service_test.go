@@ -303,7 +303,7 @@ func TestRunsNeverOverlap(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The scheduled run is a job: its counters exist.
-	if n := valueOf(t, reg, "slo_canary_scheduled_runs_total", map[string]string{"job": "query_c200", "result": "skipped"}); n != 0 {
+	if n := valueOf(t, reg, "slo_canary_scheduled_runs_total", map[string]string{"task": "query_c200", "result": "skipped"}); n != 0 {
 		t.Errorf("skipped %v", n)
 	}
 	var wg sync.WaitGroup
@@ -319,7 +319,7 @@ func TestRunsNeverOverlap(t *testing.T) {
 	if firstErr != nil || first.Verdict != VerdictPass || first.Requests != 20 {
 		t.Errorf("first run: %+v %v", first, firstErr)
 	}
-	if n := valueOf(t, reg, "slo_canary_scheduled_runs_total", map[string]string{"job": "query_c200", "result": "skipped"}); n != 1 {
+	if n := valueOf(t, reg, "slo_canary_scheduled_runs_total", map[string]string{"task": "query_c200", "result": "skipped"}); n != 1 {
 		t.Errorf("skipped runs %v, want 1", n)
 	}
 	if n := testutil.ToFloat64(s.metrics.Runs.WithLabelValues("c100", VerdictPass)); n != 1 {
@@ -427,4 +427,39 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 3) || len(problems) > 0 {
 		t.Fatalf("promtool check metrics: %v\n%s", err, strings.Join(problems, "\n"))
 	}
+}
+
+// TestStalledServerBoundsRun: against a server that never answers, requests
+// that waited longer than MaxWait for a free client are counted as timeouts
+// without being sent, so the run ends about when its schedule does, not
+// after its whole backlog times the timeout.
+func TestStalledServerBoundsRun(t *testing.T) {
+	t.Parallel()
+	api, base := refAPI(t, testbed.APIProfile{Stalled: true})
+	c := configFor(api, base)
+	setProbe(c, "sli", func(p *config.QueryProbe) { p.Timeout = 300 * time.Millisecond })
+	p := newProbe(t, c, "sli", 2)
+	var log sampleLog
+	start := time.Now()
+	l := Load{Clients: 2, Rate: 100, Duration: 500 * time.Millisecond, MaxWait: 300 * time.Millisecond}
+	if err := RunLoad(context.Background(), p, l, log.observe); err != nil {
+		t.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	unsent := 0
+	for _, s := range log.samples {
+		if s.Result.Outcome != probes.OutcomeTimeout {
+			t.Errorf("request %d: %s, want timeout", s.Seq, s.Result.Outcome)
+		}
+		if s.Unsent {
+			unsent++
+			if s.Latency() < l.MaxWait {
+				t.Errorf("unsent request %d counted %s, under MaxWait", s.Seq, s.Latency())
+			}
+		}
+	}
+	if len(log.samples) != 50 || unsent < 40 || elapsed > 3*time.Second {
+		t.Errorf("%d requests, %d unsent, in %s; want 50, most unsent, about 1s", len(log.samples), unsent, elapsed)
+	}
+	api.Resume()
 }

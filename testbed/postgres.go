@@ -26,6 +26,18 @@ type Postgres struct {
 
 	cred *syscall.Credential // set when running as root: postgres refuses uid 0
 	log  string
+	opts PostgresOptions
+}
+
+// PostgresOptions select how StartPostgresWith configures the server.
+type PostgresOptions struct {
+	// TLSCertFile and TLSKeyFile, when set, turn ssl on with this server
+	// certificate and key (PEM). They are copied into the data directory and
+	// made readable only by the server's account, as PostgreSQL demands.
+	TLSCertFile, TLSKeyFile string
+	// HostSSLOnly accepts TCP connections only over TLS (pg_hba hostssl), so
+	// a client with sslmode=disable is refused.
+	HostSSLOnly bool
 }
 
 // PostgresAvailable reports whether initdb and pg_ctl are on PATH.
@@ -37,6 +49,11 @@ func PostgresAvailable() bool {
 
 // StartPostgres initialises and starts a new server. The caller must Close it.
 func StartPostgres(ctx context.Context) (*Postgres, error) {
+	return StartPostgresWith(ctx, PostgresOptions{})
+}
+
+// StartPostgresWith is StartPostgres with options (TLS). The caller must Close it.
+func StartPostgresWith(ctx context.Context, o PostgresOptions) (*Postgres, error) {
 	if !PostgresAvailable() {
 		return nil, errors.New("initdb/pg_ctl not found on PATH")
 	}
@@ -44,7 +61,7 @@ func StartPostgres(ctx context.Context) (*Postgres, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres temp dir: %w", err)
 	}
-	p := &Postgres{Dir: dir, User: "canary", log: filepath.Join(dir, "server.log")}
+	p := &Postgres{Dir: dir, User: "canary", log: filepath.Join(dir, "server.log"), opts: o}
 	if os.Geteuid() == 0 {
 		// PostgreSQL will not run as root. Run it as an unprivileged account.
 		cred, err := unprivileged()
@@ -62,11 +79,55 @@ func StartPostgres(ctx context.Context) (*Postgres, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("initdb: %w: %s", err, bytes.TrimSpace(out))
 	}
+	if err := p.configureTLS(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	if err := p.Start(ctx); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
 	return p, nil
+}
+
+// configureTLS installs the certificate and key and, if asked, a pg_hba.conf
+// that admits TCP clients only over TLS.
+func (p *Postgres) configureTLS() error {
+	o := p.opts
+	if o.TLSCertFile == "" && o.TLSKeyFile == "" {
+		return nil
+	}
+	for _, f := range []struct{ src, dst string }{{o.TLSCertFile, "server.crt"}, {o.TLSKeyFile, "server.key"}} {
+		b, err := os.ReadFile(f.src)
+		if err != nil {
+			return fmt.Errorf("postgres tls: %w", err)
+		}
+		if err := p.writeDataFile(f.dst, b); err != nil {
+			return err
+		}
+	}
+	if o.HostSSLOnly {
+		hba := "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 0.0.0.0/0 reject\n"
+		if err := p.writeDataFile("pg_hba.conf", []byte(hba)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeDataFile writes a 0600 file into the data directory, owned by the
+// server's account.
+func (p *Postgres) writeDataFile(name string, b []byte) error {
+	path := filepath.Join(p.data(), name)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return fmt.Errorf("postgres %s: %w", name, err)
+	}
+	if p.cred != nil {
+		if err := os.Chown(path, int(p.cred.Uid), int(p.cred.Gid)); err != nil {
+			return fmt.Errorf("postgres %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 func unprivileged() (*syscall.Credential, error) {
@@ -107,6 +168,9 @@ func (p *Postgres) Start(ctx context.Context) error {
 		p.Port = port
 	}
 	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off", p.Port, p.Dir)
+	if p.opts.TLSCertFile != "" {
+		opts += " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key"
+	}
 	out, err := p.cmd(ctx, "pg_ctl", "-D", p.data(), "-l", p.log, "-o", opts, "-w", "-t", "60", "start").CombinedOutput()
 	if err != nil {
 		logTail, _ := os.ReadFile(p.log)

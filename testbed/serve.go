@@ -125,13 +125,9 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 
 	if pg != nil {
 		// After NewPipeline: the grant covers the tables it created.
-		grant := fmt.Sprintf(`DO $$ BEGIN CREATE ROLE %[1]s LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
-			GRANT CONNECT ON DATABASE %[2]s TO %[1]s;
-			GRANT USAGE ON SCHEMA public TO %[1]s;
-			GRANT SELECT ON ALL TABLES IN SCHEMA public TO %[1]s;
-			ALTER ROLE %[1]s SET default_transaction_read_only = on`, ServeReadRole, ServeDatabase)
-		if err := execOn(ctx, info.AdminDSN, grant); err != nil {
-			return err
+		// The same role the README tells operators to create.
+		if err := execOn(ctx, info.AdminDSN, ReadOnlyRoleSQL); err != nil {
+			return fmt.Errorf("readonly-role.sql: %w", err)
 		}
 		info.DSN = fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", ServeReadRole, pg.Port, ServeDatabase)
 	}

@@ -170,7 +170,7 @@ func TestDaemonSchedulesBursts(t *testing.T) {
 	url := "http://" + (<-addrs).String() + "/metrics"
 	want := []string{
 		`slo_canary_bursts_total{profile="tiny",verdict="pass"} 1`,
-		`slo_canary_scheduled_runs_total{job="burst_tiny",result="success"} 1`,
+		`slo_canary_scheduled_runs_total{result="success",task="burst_tiny"} 1`,
 		`slo_canary_consumer_group_up{group="capsule-ingest-consumer"} 1`,
 		`slo_canary_consumer_group_up{group="fingerprinting-job"} 0`,
 		`slo_canary_consumer_group_state{group="fingerprinting-job",state="Dead"} 1`,

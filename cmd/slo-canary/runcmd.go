@@ -32,6 +32,9 @@ func newRunCmd() *cobra.Command {
 				return err
 			}
 			logger := newLogger(cfg.Log, cmd.ErrOrStderr())
+			if path != "" { // a file to watch: reload on change and SIGHUP (reload.go)
+				return runReloading(cmd.Context(), reloadOptions{path: path, flags: cmd.Flags(), cfg: cfg, logger: logger})
+			}
 			return runDaemon(cmd.Context(), cfg, logger, nil)
 		},
 	}
@@ -103,30 +106,11 @@ type daemonHooks struct {
 // runDaemon runs the service and its HTTP endpoint until ctx is cancelled.
 func runDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks *daemonHooks) error {
 	reg := newRegistry()
-	svc, err := canary.New(ctx, canary.Options{Config: cfg, Registerer: reg, Logger: logger})
+	svc, parts, err := buildParts(ctx, cfg, reg, logger)
 	if err != nil {
-		return &exitError{code: exitFailure, err: fmt.Errorf("start: %w", err)}
+		return err
 	}
-	sched := canary.NewScheduler(reg, logger.With("component", "scheduler"))
-	extras, err := extraParts(ctx, daemonDeps{cfg: cfg, reg: reg, logger: logger, scheduler: sched, service: svc})
-	if err != nil {
-		return &exitError{code: exitFailure, err: fmt.Errorf("start: %w", err)}
-	}
-	parts := append([]part{
-		{name: "markers", run: svc.Run, ready: svc.Ready},
-		{name: "scheduler", run: sched.Run},
-	}, extras...)
-	ready := func() error {
-		var errs []error
-		for _, p := range parts {
-			if p.ready != nil {
-				if err := p.ready(); err != nil {
-					errs = append(errs, err)
-				}
-			}
-		}
-		return errors.Join(errs...)
-	}
+	ready := partsReady(parts)
 	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
 		return &exitError{code: exitFailure, err: fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err)}
@@ -150,21 +134,43 @@ func runDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, hoo
 			return nil
 		})
 	}
-	g.Go(func() error {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("http server: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	})
+	g.Go(func() error { return serveHTTP(gctx, srv, ln, cfg.HTTP.WebConfigFile, logger) }) // webserve.go
 	if err := g.Wait(); err != nil {
 		return &exitError{code: exitFailure, err: err}
 	}
 	logger.Info("slo-canary stopped")
 	return nil
+}
+
+// buildParts builds the daemon's long-running parts, registering their
+// metrics on reg. A config reload builds them again on a fresh registry.
+func buildParts(ctx context.Context, cfg *config.Config, reg prometheus.Registerer, logger *slog.Logger) (*canary.Service, []part, error) {
+	svc, err := canary.New(ctx, canary.Options{Config: cfg, Registerer: reg, Logger: logger})
+	if err != nil {
+		return nil, nil, &exitError{code: exitFailure, err: fmt.Errorf("start: %w", err)}
+	}
+	sched := canary.NewScheduler(reg, logger.With("component", "scheduler"))
+	extras, err := extraParts(ctx, daemonDeps{cfg: cfg, reg: reg, logger: logger, scheduler: sched, service: svc})
+	if err != nil {
+		return nil, nil, &exitError{code: exitFailure, err: fmt.Errorf("start: %w", err)}
+	}
+	return svc, append([]part{
+		{name: "markers", run: svc.Run, ready: svc.Ready},
+		{name: "scheduler", run: sched.Run},
+	}, extras...), nil
+}
+
+// partsReady is /readyz: every part that can be unready is ready.
+func partsReady(parts []part) func() error {
+	return func() error {
+		var errs []error
+		for _, p := range parts {
+			if p.ready != nil {
+				if err := p.ready(); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+		return errors.Join(errs...)
+	}
 }
