@@ -33,11 +33,18 @@ func (l *lockedBuffer) String() string {
 // TestDemo runs `slo-canary demo` as a newcomer would, until its summary shows
 // markers observed at every stage, then presses Ctrl-C: it exits 0.
 func TestDemo(t *testing.T) {
+	t.Run("with postgres", func(t *testing.T) { testDemo(t, testbed.PostgresAvailable()) })
+	t.Run("without postgres", func(t *testing.T) { testDemo(t, false) })
+}
+
+func testDemo(t *testing.T, withDB bool) {
 	var out, errb lockedBuffer
 	code := make(chan int, 1)
-	go func() {
-		code <- run([]string{"demo", "--listen", "127.0.0.1:0", "--partitions", "2", "--rate", "5", "--summary-interval", "500ms"}, &out, &errb)
-	}()
+	args := []string{"demo", "--listen", "127.0.0.1:0", "--partitions", "2", "--rate", "5", "--summary-interval", "500ms"}
+	if !withDB {
+		args = append(args, "--no-postgres")
+	}
+	go func() { code <- run(args, &out, &errb) }()
 	observed := regexp.MustCompile(`(\w+): observed=(\d+) lost=0`)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -54,7 +61,7 @@ func TestDemo(t *testing.T) {
 			}
 		}
 		want := []string{"capsules"}
-		if testbed.PostgresAvailable() {
+		if withDB {
 			want = append(want, "database")
 		}
 		all := true

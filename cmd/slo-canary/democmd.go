@@ -117,10 +117,13 @@ func demoConfig(info testbed.ServeInfo, listen string, rate float64, level strin
 	c.Canary.FreshnessBudget = 30 * time.Second
 	c.Canary.LateWindow = 5 * time.Minute
 	c.Canary.Recovery.Enabled = false
-	db := c.Observers["database"]
-	db.Enabled = info.DSN != ""
-	db.SQL.DSN = info.DSN
-	c.Observers["database"] = db
+	if info.DSN == "" {
+		delete(c.Observers, "database") // no database: the stage does not exist
+	} else {
+		db := c.Observers["database"]
+		db.SQL.DSN = info.DSN
+		c.Observers["database"] = db
+	}
 	caps := c.Observers["capsules"]
 	caps.Enabled = true
 	caps.Deadline = 0
