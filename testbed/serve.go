@@ -65,7 +65,7 @@ type ServeInfo struct {
 // contract asks of real deployments.
 const (
 	ServeDatabase = "slo_scout"
-	ServeReadRole = "slo_canary_ro"
+	ServeReadRole = "slo_canary"
 )
 
 // Serve runs a standalone testbed: PostgreSQL (when initdb is available and
