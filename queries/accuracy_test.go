@@ -98,8 +98,12 @@ func TestContinuousAccuracy(t *testing.T) {
 	if !ok {
 		t.Fatalf("no overhead: %+v", o)
 	}
+	// The service's window and the matched sets above need not hold exactly
+	// the same requests (the window keeps whatever completed in it), so the
+	// two p50 differences carry the sampling noise of a few dozen requests
+	// with ±20 ms of jitter each: 25 ms still pins the 300 ms overhead.
 	want := truthP50[1] - truthP50[0]
-	if d := o.P50 - want; d < -0.010 || d > 0.010 {
+	if d := o.P50 - want; d < -0.025 || d > 0.025 {
 		t.Errorf("evidence overhead p50 %.1fms, ground truth %.1fms", 1e3*o.P50, 1e3*want)
 	}
 	if !o.WithinBudget || o.P95 < 0.2 || o.P95 > 0.4 {
