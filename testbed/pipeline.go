@@ -40,6 +40,10 @@ type PipelineConfig struct {
 	Brokers []string
 	// KafkaPort is the kfake listener port on 127.0.0.1; 0 picks a free one.
 	KafkaPort int
+	// NumBrokers runs kfake with this many brokers (default 1), so partition
+	// leaders can move between them (Cluster().MoveTopicPartition,
+	// ShufflePartitionLeaders). Ignored with KafkaPort.
+	NumBrokers int
 	// PostgresDSN is the database sink; empty means no database sink.
 	PostgresDSN string
 	Logger      *slog.Logger // default: discard
@@ -159,7 +163,7 @@ func NewPipeline(ctx context.Context, cfg PipelineConfig) (p *Pipeline, err erro
 		if cfg.KafkaPort != 0 {
 			opts = append(opts, kfake.Ports(cfg.KafkaPort))
 		} else {
-			opts = append(opts, kfake.NumBrokers(1))
+			opts = append(opts, kfake.NumBrokers(max(cfg.NumBrokers, 1)))
 		}
 		p.cluster, err = kfake.NewCluster(opts...)
 		if err != nil {

@@ -1,0 +1,77 @@
+package canary_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/slo-scout/slo-canary/config"
+	"github.com/slo-scout/slo-canary/testbed"
+)
+
+// TestE2ELeaderMoves: partition leaders move between three brokers again and
+// again while markers flow. Produce and fetch follow the leaders; no marker is
+// lost, and every acknowledged marker is observed at both stages.
+func TestE2ELeaderMoves(t *testing.T) {
+	e := newE2E(t, testbed.PipelineConfig{NumBrokers: 3, Partitions: 6})
+	cfg := e.config(func(c *config.Config) {
+		c.Canary.Rate = 2
+		c.Canary.Deadline = 30 * time.Second
+		c.Canary.MetadataRefresh = time.Second
+	})
+	const n = 120
+	cr := e.start(cfg, n)
+	cluster := e.pipe.Cluster()
+	leaders := func() map[int32]int32 {
+		m := map[int32]int32{}
+		for p := range int32(6) {
+			m[p] = cluster.LeaderFor("raw-telemetry", p)
+		}
+		return m
+	}
+	before, moved := leaders(), 0
+	for moves := 0; ; moves++ {
+		e.mu.Lock()
+		sent := len(e.sent) + len(e.failed)
+		e.mu.Unlock()
+		if sent >= n {
+			if moves < 3 {
+				t.Fatalf("only %d leader moves while markers flowed", moves)
+			}
+			break
+		}
+		cluster.ShufflePartitionLeaders()
+		for p, l := range leaders() {
+			if l != before[p] {
+				moved++
+			}
+		}
+		waitFor(t, 30*time.Second, "more markers after a leader move", func() bool {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			return len(e.sent)+len(e.failed) >= sent+10 || len(e.sent)+len(e.failed) >= n
+		})
+	}
+	if moved == 0 {
+		t.Fatal("no leader ever moved; the test proves nothing")
+	}
+	e.waitSettled(cr, n, 90*time.Second)
+	cr.stop()
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, stage := range []string{"database", "capsules"} {
+		if l := e.lost[stage]; len(l) != 0 {
+			t.Errorf("%s: %d markers lost across leader moves", stage, len(l))
+		}
+		seen := map[string]bool{}
+		for _, sr := range e.results[stage] {
+			seen[sr.r.Marker.ID.String()] = true
+		}
+		for id := range e.sent {
+			if !seen[id.String()] {
+				t.Errorf("%s: acknowledged marker %s never observed", stage, id)
+			}
+		}
+	}
+	t.Logf("acknowledged %d, failed %d", len(e.sent), len(e.failed))
+}
