@@ -75,3 +75,58 @@ func TestE2ELeaderMoves(t *testing.T) {
 	}
 	t.Logf("acknowledged %d, failed %d", len(e.sent), len(e.failed))
 }
+
+// TestE2EBrokerRemoved: one of three brokers leaves the cluster while markers
+// flow (its partitions move to the others, as after a broker failure with
+// replicas). The canary follows, and no acknowledged marker is lost.
+func TestE2EBrokerRemoved(t *testing.T) {
+	e := newE2E(t, testbed.PipelineConfig{NumBrokers: 3, Partitions: 6})
+	cfg := e.config(func(c *config.Config) {
+		c.Canary.Rate = 2
+		c.Canary.Deadline = 30 * time.Second
+		c.Canary.MetadataRefresh = time.Second
+	})
+	const n = 96
+	cr := e.start(cfg, n)
+	cluster := e.pipe.Cluster()
+	waitFor(t, 30*time.Second, "markers before the removal", func() bool {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return len(e.sent) >= 24
+	})
+	victim := cluster.LeaderFor("raw-telemetry", 0)
+	for p := range int32(6) {
+		for _, topic := range []string{"raw-telemetry", "capsule-events"} {
+			if cluster.LeaderFor(topic, p) == victim {
+				others := []int32{0, 1, 2}
+				target := others[(int(victim)+1)%3]
+				if err := cluster.MoveTopicPartition(topic, p, target); err != nil {
+					t.Fatalf("move %s/%d: %v", topic, p, err)
+				}
+			}
+		}
+	}
+	if err := cluster.RemoveNode(victim); err != nil {
+		t.Fatalf("remove broker %d: %v", victim, err)
+	}
+	e.waitSettled(cr, n, 90*time.Second)
+	cr.stop()
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, stage := range []string{"database", "capsules"} {
+		if l := e.lost[stage]; len(l) != 0 {
+			t.Errorf("%s: %d markers lost after the broker left", stage, len(l))
+		}
+		seen := map[string]bool{}
+		for _, sr := range e.results[stage] {
+			seen[sr.r.Marker.ID.String()] = true
+		}
+		for id := range e.sent {
+			if !seen[id.String()] {
+				t.Errorf("%s: acknowledged marker %s never observed", stage, id)
+			}
+		}
+	}
+	t.Logf("acknowledged %d, failed %d (removed broker %d)", len(e.sent), len(e.failed), victim)
+}
