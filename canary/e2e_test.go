@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/slo-scout/slo-canary/canary"
 	"github.com/slo-scout/slo-canary/config"
@@ -31,6 +32,9 @@ type e2e struct {
 	dsn  string
 
 	logs syncBuffer // every canary's log, JSON lines
+	// light keeps no per-marker record (sent, results) for long runs: only
+	// lost markers are kept.
+	light bool
 
 	mu      sync.Mutex
 	sent    map[uuid.UUID]canary.Marker
@@ -92,6 +96,17 @@ func (e *e2e) config(mod func(*config.Config)) *config.Config {
 	return &c
 }
 
+// kafkaClient is a plain client of the pipeline's Kafka, closed with the test.
+func (e *e2e) kafkaClient(t *testing.T) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.pipe.Brokers()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
 // canaryRun is one running canary process, in-process.
 type canaryRun struct {
 	svc    *canary.Service
@@ -112,6 +127,9 @@ func (e *e2e) start(cfg *config.Config, maxMarkers int) *canaryRun {
 		Config: cfg, Registerer: reg, Logger: logger, MaxMarkers: maxMarkers,
 		Hooks: canary.Hooks{
 			Sent: func(m canary.Marker, err error) {
+				if e.light {
+					return
+				}
 				e.mu.Lock()
 				defer e.mu.Unlock()
 				if err != nil {
@@ -121,6 +139,9 @@ func (e *e2e) start(cfg *config.Config, maxMarkers int) *canaryRun {
 				e.sent[m.ID] = m
 			},
 			Result: func(stage string, s probes.Sighting, r canary.Result) {
+				if e.light {
+					return
+				}
 				e.mu.Lock()
 				defer e.mu.Unlock()
 				e.results[stage] = append(e.results[stage], stageResult{s, r})

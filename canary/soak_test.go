@@ -1,10 +1,13 @@
 package canary_test
 
 import (
+	"context"
 	"os"
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/slo-scout/slo-canary/config"
 	"github.com/slo-scout/slo-canary/testbed"
@@ -26,7 +29,18 @@ func TestSoak(t *testing.T) {
 		}
 		total = d
 	}
-	e := newE2E(t, testbed.PipelineConfig{Partitions: 10})
+	// The test process also holds the reference pipeline: its ground truth is
+	// capped, its in-memory Kafka trims records older than 5 s, and the
+	// harness keeps no per-marker record, so that what grows would be the
+	// canary's.
+	e := newE2E(t, testbed.PipelineConfig{Partitions: 10, TruthCap: 2000})
+	e.light = true
+	adm := kadm.NewClient(e.kafkaClient(t))
+	retention := "5000"
+	if _, err := adm.AlterTopicConfigs(context.Background(), []kadm.AlterConfig{{Name: "retention.ms", Value: &retention}},
+		"raw-telemetry", "capsule-events"); err != nil {
+		t.Fatalf("set retention: %v", err)
+	}
 	cfg := e.config(func(c *config.Config) {
 		c.Canary.Rate = 10
 		c.Canary.Deadline = 3 * time.Second
@@ -40,6 +54,7 @@ func TestSoak(t *testing.T) {
 		heap                uint64
 	}
 	take := func() sample {
+		e.pipe.Cluster().ApplyRetention()
 		runtime.GC()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
@@ -47,7 +62,7 @@ func TestSoak(t *testing.T) {
 	}
 	// Retention is deadline + late window = 5 s: after 10 s the tracker is at
 	// its steady size.
-	warm := 10 * time.Second
+	warm := 15 * time.Second
 	start := time.Now()
 	waitFor(t, warm+5*time.Second, "warm-up", func() bool { return time.Since(start) >= warm })
 	base := take()
