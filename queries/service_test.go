@@ -8,8 +8,6 @@ import (
 	"flag"
 	"log/slog"
 	"net"
-	"os"
-	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
@@ -19,7 +17,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/prometheus/common/expfmt"
 
 	"github.com/slo-scout/slo-canary/canary"
 	"github.com/slo-scout/slo-canary/config"
@@ -351,38 +348,7 @@ func exercised(reg prometheus.Registerer) *Metrics {
 func TestMetricNamesGolden(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	exercised(reg)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, mf := range mfs {
-		names = append(names, mf.GetName()+" "+strings.ToLower(mf.GetType().String()))
-		if mf.GetHelp() == "" {
-			t.Errorf("%s has no HELP", mf.GetName())
-		}
-		if !strings.HasPrefix(mf.GetName(), "slo_canary_") {
-			t.Errorf("%s lacks the slo_canary_ prefix", mf.GetName())
-		}
-	}
-	slices.Sort(names)
-	got := strings.Join(names, "\n") + "\n"
-	const golden = "testdata/metrics.golden"
-	if *updateGolden {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run go test ./queries -run Golden -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("metric names changed; review and run with -update.\ngot:\n%s\nwant:\n%s", got, want)
-	}
+	testenv.MetricNamesGolden(t, reg, "testdata/metrics.golden", *updateGolden)
 
 	// Counters start at zero for every probe, outcome, run and verdict.
 	m := NewMetrics(prometheus.NewRegistry(), map[string]time.Duration{"sli": time.Second}, []string{"c100"})
@@ -395,38 +361,13 @@ func TestMetricNamesGolden(t *testing.T) {
 }
 
 // TestPromtoolCheckMetrics runs the real promtool linter over the exposition.
+// The issue names two gauges with a "quantile" label, which alert rules and
+// the dashboard use; promtool reserves that label for summaries. That one
+// finding, on those two gauges, is accepted; anything else fails.
 func TestPromtoolCheckMetrics(t *testing.T) {
-	promtool := testenv.Binary(t, "promtool")
 	reg := prometheus.NewRegistry()
 	exercised(reg)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
-	for _, mf := range mfs {
-		if err := enc.Encode(mf); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cmd := exec.Command(promtool, "check", "metrics")
-	cmd.Stdin = &buf
-	out, err := cmd.CombinedOutput()
-	// The issue names two gauges with a "quantile" label, which alert rules
-	// and the dashboard use; promtool reserves that label for summaries.
-	// That one finding, on those two gauges, is accepted; anything else fails.
-	accepted := regexp.MustCompile(`^slo_canary_(concurrency_last_latency|evidence_overhead)_seconds non-summary metrics should not have "quantile" label$`)
-	var problems []string
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if line != "" && !accepted.MatchString(line) {
-			problems = append(problems, line)
-		}
-	}
-	var ee *exec.ExitError
-	if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 3) || len(problems) > 0 {
-		t.Fatalf("promtool check metrics: %v\n%s", err, strings.Join(problems, "\n"))
-	}
+	testenv.PromtoolCheckMetrics(t, reg, regexp.MustCompile(`^slo_canary_(concurrency_last_latency|evidence_overhead)_seconds non-summary metrics should not have "quantile" label$`))
 }
 
 // TestStalledServerBoundsRun: against a server that never answers, requests
