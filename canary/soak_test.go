@@ -15,8 +15,8 @@ import (
 
 // TestSoak runs the canary at 10x the default marker rate (10 markers per
 // partition per second, 100/s over 10 partitions) against the reference
-// pipeline and checks that goroutines, tracked markers and heap stay flat once
-// the tracker's retention window is full. It runs for 25 s by default; set
+// pipeline and checks that goroutines and tracked markers stay flat once the
+// tracker's retention window is full, and that nothing is lost. It runs for 25 s by default; set
 // SLO_CANARY_SOAK to a duration (e.g. 30m) for the real soak:
 //
 //	SLO_CANARY_SOAK=30m go test -run TestSoak -timeout 40m -v ./canary/
@@ -76,9 +76,10 @@ func TestSoak(t *testing.T) {
 		if s.goroutines > base.goroutines+10 {
 			t.Errorf("goroutines grew from %d to %d", base.goroutines, s.goroutines)
 		}
-		if s.heap > base.heap*3/2+8<<20 {
-			t.Errorf("heap grew from %.1f to %.1f MiB", float64(base.heap)/(1<<20), float64(s.heap)/(1<<20))
-		}
+		// The heap is logged, not judged: this process also holds the in-memory
+		// Kafka, which keeps its segments whatever their retention. The
+		// canary's own memory over a long soak is measured out of process by
+		// scripts/bench-daemon.sh 1800 10.
 	}
 	// 100 markers/s held for at most retention + a poll and a half: bounded.
 	if limit := 100 * 8; maxTracked > limit {

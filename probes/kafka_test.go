@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -479,35 +478,6 @@ func TestKafkaRunOnceAndClose(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after Close")
-	}
-}
-
-func TestKafkaNoGoroutineLeak(t *testing.T) {
-	cl := newCluster(t)
-	before := runtime.NumGoroutine()
-	func() {
-		k, err := probes.NewKafka("x", config.KafkaObserver{Topic: topic, Extract: "header", Field: "id"},
-			probes.Deps{KafkaOpts: []kgo.Opt{kgo.SeedBrokers(cl.ListenAddrs()...)}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- k.Run(ctx) }()
-		id := uuid.New()
-		produce(t, cl, headerRec("id", []byte(id.String())))
-		collectUntil(t, k, id)
-		cancel()
-		<-done
-		k.Close()
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

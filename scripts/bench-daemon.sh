@@ -5,10 +5,14 @@
 # franz-go producer sending the same records per second to the same broker.
 # Prints CPU (% of one core) and peak RSS for both, and the ratio.
 #
-#   scripts/bench-daemon.sh [DURATION]
+#   scripts/bench-daemon.sh [DURATION] [RATE]
+#
+# RATE is markers per partition per second (default 1). As a soak:
+#   scripts/bench-daemon.sh 1800 10   # 30 min at 10x; RSS must stay flat
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-60}
+RATE=${2:-1}
 tmp=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
@@ -24,29 +28,31 @@ for _ in $(seq 1 120); do [ -s "$tmp/canary.yaml" ] && grep -q '^config:' "$tmp/
 broker=$(awk '/^kafka:/ {print $2}' "$tmp/testbed.out" | cut -d, -f1)
 
 # One SQL observer: the capsule-topic stage off.
-SLO_CANARY_OBSERVERS_CAPSULES_ENABLED=false SLO_CANARY_LOG_LEVEL=warn \
+SLO_CANARY_OBSERVERS_CAPSULES_ENABLED=false SLO_CANARY_LOG_LEVEL=warn SLO_CANARY_CANARY_RATE=$RATE \
   "$tmp/slo-canary" run --config "$tmp/canary.yaml" 2>"$tmp/canary.err" &
 canary=$!; pids+=($canary)
-"$tmp/peer" -brokers "$broker" -topic raw-telemetry-peer -partitions 10 -rate 1 2>"$tmp/peer.err" &
+"$tmp/peer" -brokers "$broker" -topic raw-telemetry-peer -partitions 10 -rate "$RATE" 2>"$tmp/peer.err" &
 peer=$!; pids+=($peer)
 
 sleep 10 # warm-up: connections, metadata, first polls
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-c0=$(cpu $canary); p0=$(cpu $peer); cmax=0; pmax=0
-for _ in $(seq 1 "$DURATION"); do
+c0=$(cpu $canary); p0=$(cpu $peer); cmax=0; pmax=0; q1=0
+for i in $(seq 1 "$DURATION"); do
   sleep 1
   r=$(rss $canary); [ "$r" -gt "$cmax" ] && cmax=$r
+  [ "$i" -eq $((DURATION/4)) ] && q1=$cmax
   r=$(rss $peer); [ "$r" -gt "$pmax" ] && pmax=$r
 done
 c1=$(cpu $canary); p1=$(cpu $peer)
 kill -0 $canary || { cat "$tmp/canary.err"; echo "canary died" >&2; exit 1; }
 
-awk -v c=$((c1-c0)) -v p=$((p1-p0)) -v t="$ticks" -v d="$DURATION" -v cm="$cmax" -v pm="$pmax" 'BEGIN {
+awk -v c=$((c1-c0)) -v p=$((p1-p0)) -v t="$ticks" -v d="$DURATION" -v cm="$cmax" -v pm="$pmax" -v q1="$q1" -v r="$RATE" 'BEGIN {
   cc = 100*c/t/d; pc = 100*p/t/d
-  printf "%-34s %14s %14s\n", "over " d " s (10 partitions, 10 msg/s)", "CPU % of core", "peak RSS MiB"
+  printf "%-34s %14s %14s\n", "over " d " s (10 partitions, " 10*r " msg/s)", "CPU % of core", "peak RSS MiB"
   printf "%-34s %14.3f %14.1f\n", "slo-canary run (1 SQL observer)", cc, cm/1024
   printf "%-34s %14.3f %14.1f\n", "peer: bare franz-go producer", pc, pm/1024
   if (pc > 0) printf "%-34s %14.2fx %13.2fx\n", "ratio canary/peer", cc/pc, cm/pm
+  if (q1 > 0) printf "canary peak RSS after the first quarter: %.1f MiB, at the end: %.1f MiB\n", q1/1024, cm/1024
 }'

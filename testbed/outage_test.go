@@ -2,7 +2,6 @@ package testbed_test
 
 import (
 	"context"
-	"runtime"
 	"testing"
 	"time"
 
@@ -40,28 +39,4 @@ func TestPipelineDatabaseOutage(t *testing.T) {
 			t.Errorf("event %s: truth %+v", id, tr)
 		}
 	}
-}
-
-// TestPipelineNoGoroutineLeak: Close leaves no goroutine of the pipeline,
-// its clients, its pool or its Kafka cluster behind.
-func TestPipelineNoGoroutineLeak(t *testing.T) {
-	dsn := testenv.PostgresDSN(t)
-	before := runtime.NumGoroutine()
-	p, err := testbed.NewPipeline(context.Background(), testbed.PipelineConfig{Partitions: 2, PostgresDSN: dsn})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	produce(t, p.Brokers(), canary.EncodingAvro, 2, newEvents(10, 2))
-	waitProcessed(t, p, 10, 10, 10)
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	p.Close()
-	waitFor(t, 10*time.Second, "goroutines back to the count before NewPipeline", func() bool {
-		return runtime.NumGoroutine() <= before
-	})
 }
