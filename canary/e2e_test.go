@@ -172,6 +172,26 @@ func (cr *canaryRun) stop() {
 	cr.cancel = nil
 }
 
+// checkAllObserved fails the test for any marker lost at either stage, or
+// acknowledged but never observed there. The caller holds e.mu.
+func (e *e2e) checkAllObserved(t *testing.T, during string) {
+	t.Helper()
+	for _, stage := range []string{"database", "capsules"} {
+		if l := e.lost[stage]; len(l) != 0 {
+			t.Errorf("%s: %d markers lost %s (first %s, sent %s)", stage, len(l), during, l[0].ID, l[0].SentAt)
+		}
+		seen := map[uuid.UUID]bool{}
+		for _, sr := range e.results[stage] {
+			seen[sr.r.Marker.ID] = true
+		}
+		for id := range e.sent {
+			if !seen[id] {
+				t.Errorf("%s: acknowledged marker %s never observed %s", stage, id, during)
+			}
+		}
+	}
+}
+
 // syncBuffer is a bytes.Buffer safe for the canary's goroutines.
 type syncBuffer struct {
 	mu sync.Mutex

@@ -59,20 +59,7 @@ func TestE2ELeaderMoves(t *testing.T) {
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for _, stage := range []string{"database", "capsules"} {
-		if l := e.lost[stage]; len(l) != 0 {
-			t.Errorf("%s: %d markers lost across leader moves", stage, len(l))
-		}
-		seen := map[string]bool{}
-		for _, sr := range e.results[stage] {
-			seen[sr.r.Marker.ID.String()] = true
-		}
-		for id := range e.sent {
-			if !seen[id.String()] {
-				t.Errorf("%s: acknowledged marker %s never observed", stage, id)
-			}
-		}
-	}
+	e.checkAllObserved(t, "across leader moves")
 	t.Logf("acknowledged %d, failed %d", len(e.sent), len(e.failed))
 }
 
@@ -114,19 +101,6 @@ func TestE2EBrokerRemoved(t *testing.T) {
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for _, stage := range []string{"database", "capsules"} {
-		if l := e.lost[stage]; len(l) != 0 {
-			t.Errorf("%s: %d markers lost after the broker left", stage, len(l))
-		}
-		seen := map[string]bool{}
-		for _, sr := range e.results[stage] {
-			seen[sr.r.Marker.ID.String()] = true
-		}
-		for id := range e.sent {
-			if !seen[id.String()] {
-				t.Errorf("%s: acknowledged marker %s never observed", stage, id)
-			}
-		}
-	}
+	e.checkAllObserved(t, "after the broker left")
 	t.Logf("acknowledged %d, failed %d (removed broker %d)", len(e.sent), len(e.failed), victim)
 }

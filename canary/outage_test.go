@@ -101,20 +101,7 @@ func TestE2EOutages(t *testing.T) {
 	if len(e.failed) == 0 {
 		t.Error("no produce failed during the Kafka outage")
 	}
-	for _, stage := range []string{"database", "capsules"} {
-		if l := e.lost[stage]; len(l) != 0 {
-			t.Errorf("%s: %d markers reported lost (first %s, sent %s)", stage, len(l), l[0].ID, l[0].SentAt)
-		}
-		observed := map[string]bool{}
-		for _, sr := range e.results[stage] {
-			observed[sr.r.Marker.ID.String()] = true
-		}
-		for id := range e.sent {
-			if !observed[id.String()] {
-				t.Errorf("%s: acknowledged marker %s never observed", stage, id)
-			}
-		}
-	}
+	e.checkAllObserved(t, "across the outages")
 	if got := metric("slo_canary_markers_observed_total", map[string]string{"stage": "database"}); int(got) != len(e.sent) {
 		t.Errorf("database observed %v markers, %d were acknowledged", got, len(e.sent))
 	}

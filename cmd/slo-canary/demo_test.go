@@ -13,6 +13,7 @@ import (
 	"github.com/slo-scout/slo-canary/testbed"
 )
 
+// lockedBuffer is a sink the test reads while the daemon writes it.
 type lockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer

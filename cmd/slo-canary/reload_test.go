@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -25,24 +24,6 @@ import (
 	"github.com/slo-scout/slo-canary/probes"
 	"github.com/slo-scout/slo-canary/testbed"
 )
-
-// reloadLog is a log sink read by the test while the daemon writes it.
-type reloadLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *reloadLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *reloadLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // writeAtomic replaces the file in one step, so the watcher never reads half
 // a config.
@@ -134,7 +115,7 @@ observers:
 	}
 	gens := make(chan *gen, 4)
 	var base string // the endpoint, the same for every generation
-	logs := &reloadLog{}
+	logs := &lockedBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
