@@ -297,6 +297,18 @@ func TestE2EDelayMatchesGroundTruth(t *testing.T) {
 	const n = 60
 	cr := e.start(cfg, n)
 	e.waitSettled(cr, n, 60*time.Second)
+	// Settled: nothing pending anywhere, all n still held for their late window.
+	for _, stage := range []string{"database", "capsules"} {
+		if got := gatherCounter(t, cr.reg, "slo_canary_markers_pending", map[string]string{"stage": stage}); got != 0 {
+			t.Errorf("%s: markers_pending = %v after every marker was seen, want 0", stage, got)
+		}
+	}
+	if got := gatherCounter(t, cr.reg, "slo_canary_markers_tracked", nil); got != n {
+		t.Errorf("markers_tracked = %v, want %d (all within their late window)", got, n)
+	}
+	if got := gatherCounter(t, cr.reg, "slo_canary_markers_tracked_limit", nil); got != float64(cfg.Canary.MaxTracked) {
+		t.Errorf("markers_tracked_limit = %v, want %d", got, cfg.Canary.MaxTracked)
+	}
 	cr.stop()
 
 	tol := 200*time.Millisecond + 50*time.Millisecond

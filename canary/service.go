@@ -152,6 +152,10 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		s.closeObservers()
 		return nil, err
 	}
+	if err := s.registerTrackerGauges(o.Registerer, cfg.Canary.MaxTracked); err != nil {
+		s.closeObservers()
+		return nil, err
+	}
 
 	popts := append(slices.Clone(kopts),
 		kgo.DefaultProduceTopic(cfg.Canary.Topic),
@@ -191,6 +195,30 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// registerTrackerGauges exports what the tracker holds, read at scrape time:
+// memory the canary uses grows with it, and max_tracked caps it.
+func (s *Service) registerTrackerGauges(reg prometheus.Registerer, limit int) error {
+	cs := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "slo_canary", Name: "markers_tracked",
+			Help: "Markers held in memory: pending at some stage, or resolved and kept for their late window."},
+			func() float64 { return float64(s.tracker.Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "slo_canary", Name: "markers_tracked_limit",
+			Help: "The cap on markers held in memory (canary.max_tracked); at the cap new markers are not sent."},
+			func() float64 { return float64(limit) }),
+	}
+	for _, st := range s.stages {
+		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "slo_canary", Name: "markers_pending",
+			Help: "Markers sent and neither seen nor declared lost at the stage yet.", ConstLabels: prometheus.Labels{"stage": st.name}},
+			func() float64 { return float64(s.tracker.PendingCount(st.idx)) }))
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register tracker metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 func compression(name string) kgo.CompressionCodec {

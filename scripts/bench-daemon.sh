@@ -27,8 +27,9 @@ for _ in $(seq 1 120); do [ -s "$tmp/canary.yaml" ] && grep -q '^config:' "$tmp/
 [ -s "$tmp/canary.yaml" ] || { cat "$tmp/testbed.err"; echo "testbed did not start" >&2; exit 1; }
 broker=$(awk '/^kafka:/ {print $2}' "$tmp/testbed.out" | cut -d, -f1)
 
-# One SQL observer: the capsule-topic stage off.
-SLO_CANARY_OBSERVERS_CAPSULES_ENABLED=false SLO_CANARY_LOG_LEVEL=warn SLO_CANARY_CANARY_RATE=$RATE \
+# One SQL observer: the capsule-topic stage off. A free port for its /metrics.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+SLO_CANARY_HTTP_LISTEN=127.0.0.1:$port SLO_CANARY_OBSERVERS_CAPSULES_ENABLED=false SLO_CANARY_LOG_LEVEL=warn SLO_CANARY_CANARY_RATE=$RATE \
   "$tmp/slo-canary" run --config "$tmp/canary.yaml" 2>"$tmp/canary.err" &
 canary=$!; pids+=($canary)
 "$tmp/peer" -brokers "$broker" -topic raw-telemetry-peer -partitions 10 -rate "$RATE" 2>"$tmp/peer.err" &
@@ -38,10 +39,19 @@ sleep 10 # warm-up: connections, metadata, first polls
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+metric() { curl -s "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m {print $2; exit}'; }
 c0=$(cpu $canary); p0=$(cpu $peer); cmax=0; pmax=0; q1=0
+# A timeline every SAMPLE seconds (default 60): RSS, goroutines, markers
+# tracked, so a soak shows whether anything keeps growing.
+SAMPLE=${SAMPLE:-60}
+printf "%8s %10s %11s %9s %12s\n" "t (s)" "RSS MiB" "goroutines" "tracked" "heap MiB" >&2
 for i in $(seq 1 "$DURATION"); do
   sleep 1
   r=$(rss $canary); [ "$r" -gt "$cmax" ] && cmax=$r
+  if [ $((i % SAMPLE)) -eq 0 ]; then
+    printf "%8d %10.1f %11s %9s %12.1f\n" "$i" "$(awk -v r="$r" 'BEGIN {print r/1024}')" "$(metric go_goroutines)" \
+      "$(metric slo_canary_markers_tracked)" "$(metric go_memstats_heap_inuse_bytes | awk '{print $1/1048576}')" >&2
+  fi
   [ "$i" -eq $((DURATION/4)) ] && q1=$cmax
   r=$(rss $peer); [ "$r" -gt "$pmax" ] && pmax=$r
 done
