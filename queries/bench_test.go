@@ -2,8 +2,13 @@ package queries
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
-	"net/http/httptest"
+	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"syscall"
@@ -60,8 +65,7 @@ func BenchmarkQueryOverhead(b *testing.B) {
 		cpu1 := cpuTime(b)
 		peer, peerFailed := vegetaOverhead(b)
 		cpu2 := cpuTime(b)
-		// Both tools drive the same server in this process: the difference
-		// in CPU per request is the clients'.
+		// The server runs in another process: this is the client's CPU.
 		b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(len(canary)), "canary_cpu_us/req")
 		b.ReportMetric(float64((cpu2-cpu1).Microseconds())/float64(len(peer)), "vegeta_cpu_us/req")
 		report(b, "canary_", canary)
@@ -76,11 +80,11 @@ func BenchmarkQueryOverhead(b *testing.B) {
 // canaryOverhead runs slo-canary's open-loop load and returns the per-request
 // overheads (sorted, seconds): open-loop and from send.
 func canaryOverhead(b *testing.B) (open, sent []float64, late, failed int) {
-	api, url := benchAPI(b, "X-Request-Id")
+	truthOf, url, journeys := benchAPI(b, "X-Request-Id")
 	c := config.Defaults()
 	c.Queries.BaseURL = url
 	p := c.Queries.Probes["sli"]
-	p.Rotate.JourneyIDs = api.JourneyIDs()
+	p.Rotate.JourneyIDs = journeys
 	c.Queries.Probes["sli"] = p
 	probe := newProbe(b, &c, "sli", benchClients)
 	var log sampleLog
@@ -95,7 +99,7 @@ func canaryOverhead(b *testing.B) (open, sent []float64, late, failed int) {
 			ids = append(ids, s.Result.RequestID)
 		}
 	}
-	truth := truthByID(b, api, ids)
+	truth := truthFrom(b, truthOf, ids)
 	for _, s := range log.samples {
 		rec, ok := truth[s.Result.RequestID]
 		if s.Result.Outcome != probes.OutcomeSuccess || !ok {
@@ -115,8 +119,7 @@ func canaryOverhead(b *testing.B) (open, sent []float64, late, failed int) {
 
 // vegetaOverhead runs vegeta at the same rate, clients and server.
 func vegetaOverhead(b *testing.B) (over []float64, failed int) {
-	api, url := benchAPI(b, "X-Vegeta-Seq")
-	journeys := api.JourneyIDs()
+	truthOf, url, journeys := benchAPI(b, "X-Vegeta-Seq")
 	seq := 0
 	targeter := func(t *vegeta.Target) error {
 		t.Method = http.MethodGet
@@ -138,7 +141,7 @@ func vegetaOverhead(b *testing.B) (over []float64, failed int) {
 			ids = append(ids, strconv.FormatUint(r.Seq, 10))
 		}
 	}
-	truth := truthByID(b, api, ids)
+	truth := truthFrom(b, truthOf, ids)
 	for _, r := range results {
 		rec, ok := truth[strconv.FormatUint(r.Seq, 10)]
 		if r.Code != 200 || !ok {
@@ -151,14 +154,83 @@ func vegetaOverhead(b *testing.B) (over []float64, failed int) {
 	return over, failed
 }
 
-func benchAPI(b *testing.B, idHeader string) (*testbed.API, string) {
-	api, err := testbed.NewAPI(testbed.APIOptions{Profile: overheadProfile, IDHeader: idHeader, TruthCap: 100000})
+// benchAPI starts the reference API in a process of its own (this test
+// binary, re-executed), as SLO-Scout's API is never in the canary's process:
+// the server's work and garbage collection then do not land in the client's
+// measurements or in its CPU time. It returns the server's URL and a reader
+// of its ground truth.
+func benchAPI(b *testing.B, idHeader string) (truth func() []testbed.APIRecord, url string, journeys []string) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), benchAPIEnv+"="+idHeader)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := httptest.NewServer(api.Handler())
-	b.Cleanup(srv.Close)
-	return api, srv.URL
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	var hello struct {
+		URL      string   `json:"url"`
+		Journeys []string `json:"journeys"`
+	}
+	if err := json.NewDecoder(stdout).Decode(&hello); err != nil {
+		b.Fatalf("reference API process: %v", err)
+	}
+	url = hello.URL
+	truth = func() []testbed.APIRecord {
+		resp, err := http.Get(url + "/bench/truth")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var recs []testbed.APIRecord
+		if err := json.NewDecoder(resp.Body).Decode(&recs); err != nil {
+			b.Fatal(err)
+		}
+		return recs
+	}
+	return truth, url, hello.Journeys
+}
+
+// benchAPIEnv, set to the id header's name, makes this test binary the
+// benchmark's reference API: see TestMain.
+const benchAPIEnv = "SLO_CANARY_BENCH_API_ID_HEADER"
+
+func TestMain(m *testing.M) {
+	if h := os.Getenv(benchAPIEnv); h != "" {
+		os.Exit(serveBenchAPI(h))
+	}
+	os.Exit(m.Run())
+}
+
+// serveBenchAPI serves the reference API with the overhead profile and its
+// ground truth at /bench/truth, prints its URL, and stops when stdin closes.
+func serveBenchAPI(idHeader string) int {
+	api, err := testbed.NewAPI(testbed.APIOptions{Profile: overheadProfile, IDHeader: idHeader, TruthCap: 100000})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", api.Handler())
+	mux.HandleFunc("GET /bench/truth", func(w http.ResponseWriter, _ *http.Request) {
+		json.NewEncoder(w).Encode(api.Records())
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	go http.Serve(ln, mux)
+	json.NewEncoder(os.Stdout).Encode(map[string]any{"url": "http://" + ln.Addr().String(), "journeys": api.JourneyIDs()})
+	io.Copy(io.Discard, os.Stdin)
+	return 0
 }
 
 // cpuTime is the CPU time (user and system) this process has used.

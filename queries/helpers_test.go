@@ -55,10 +55,17 @@ func setProbe(c *config.Config, name string, f func(p *config.QueryProbe)) {
 // its client has the answer.
 func truthByID(t testing.TB, api *testbed.API, ids []string) map[string]testbed.APIRecord {
 	t.Helper()
+	return truthFrom(t, api.Records, ids)
+}
+
+// truthFrom is truthByID for any source of records (an API in another
+// process).
+func truthFrom(t testing.TB, records func() []testbed.APIRecord, ids []string) map[string]testbed.APIRecord {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		m := map[string]testbed.APIRecord{}
-		for _, r := range api.Records() {
+		for _, r := range records() {
 			if r.ID != "" && r.Status != 0 {
 				m[r.ID] = r
 			}
