@@ -7,6 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,20 +18,26 @@ import (
 
 // newBearer returns what HTTP probes put after "Authorization: Bearer": the
 // static token, or a JWT minted from the signing key. It returns nil when
-// auth configures neither.
-func newBearer(auth config.QueryAuth) (func() (string, error), error) {
+// auth configures neither. A token or key read from a file follows the file:
+// a rotated Kubernetes Secret is picked up within secretRecheck, with no
+// reload; should the file turn unreadable or empty, the last good value
+// stays in use and the problem is logged once.
+func newBearer(auth config.QueryAuth, log *slog.Logger) (func() (string, error), error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	switch {
 	case auth.Token != "" && auth.JWTSigningKey != "":
 		return nil, errors.New("a token and a jwt_signing_key are both set")
 	case auth.Token != "":
-		tok := auth.Token.Reveal()
-		return func() (string, error) { return tok, nil }, nil
+		tok := newFileSecret("queries.auth.token_file", auth.TokenFile, auth.Token.Reveal(), log)
+		return func() (string, error) { v, _ := tok.get(); return v, nil }, nil
 	case auth.JWTSigningKey != "":
 		if auth.JWTTTL <= 0 {
 			return nil, fmt.Errorf("jwt_ttl must be positive, got %s", auth.JWTTTL)
 		}
 		m := &jwtMinter{
-			key: []byte(auth.JWTSigningKey.Reveal()),
+			key: newFileSecret("queries.auth.jwt_signing_key_file", auth.JWTSigningKeyFile, auth.JWTSigningKey.Reveal(), log),
 			iss: auth.JWTIssuer, aud: auth.JWTAudience, sub: auth.JWTSubject,
 			ttl: auth.JWTTTL, now: time.Now,
 		}
@@ -37,11 +46,75 @@ func newBearer(auth config.QueryAuth) (func() (string, error), error) {
 	return nil, nil
 }
 
+// secretRecheck is how often a secret file is looked at again.
+var secretRecheck = time.Second
+
+// fileSecret is a secret that may follow a file: value as loaded, then
+// re-read whenever the file's modification time or size changes.
+type fileSecret struct {
+	key, path string
+	log       *slog.Logger
+	mu        sync.Mutex
+	value     string
+	stamp     [2]int64 // mtime, size of what value was read from
+	checked   time.Time
+	failing   bool
+}
+
+func newFileSecret(key, path, value string, log *slog.Logger) *fileSecret {
+	f := &fileSecret{key: key, path: path, value: value, log: log, checked: time.Now()}
+	if path != "" {
+		if fi, err := os.Stat(path); err == nil {
+			f.stamp = [2]int64{fi.ModTime().UnixNano(), fi.Size()}
+		}
+	}
+	return f
+}
+
+// get returns the current value, and whether it changed since the last call
+// that looked at the file.
+func (f *fileSecret) get() (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.path == "" || time.Since(f.checked) < secretRecheck {
+		return f.value, false
+	}
+	f.checked = time.Now()
+	fi, err := os.Stat(f.path)
+	if err == nil {
+		stamp := [2]int64{fi.ModTime().UnixNano(), fi.Size()}
+		if stamp == f.stamp {
+			f.failing = false
+			return f.value, false
+		}
+		var data []byte
+		if data, err = os.ReadFile(f.path); err == nil {
+			v := strings.TrimRight(string(data), "\r\n")
+			if v == "" {
+				err = errors.New("the file is empty")
+			} else {
+				changed := v != f.value
+				f.value, f.stamp, f.failing = v, stamp, false
+				if changed {
+					f.log.Info("secret file changed; using the new value", "key", f.key, "path", f.path)
+				}
+				return f.value, changed
+			}
+		}
+	}
+	if !f.failing {
+		// The error names the file, never its contents.
+		f.log.Warn("cannot re-read secret file; keeping the last good value", "key", f.key, "path", f.path, "err", err)
+		f.failing = true
+	}
+	return f.value, false
+}
+
 // jwtMinter mints HS256 JWTs with the claims SLO-Scout checks and reuses each
 // for half its lifetime, so a token is never sent close to its expiry (clock
 // skew between canary and backend) and signing is not per request.
 type jwtMinter struct {
-	key           []byte
+	key           *fileSecret
 	iss, aud, sub string
 	ttl           time.Duration
 	now           func() time.Time
@@ -63,14 +136,15 @@ func (m *jwtMinter) token() (string, error) {
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.current != "" && now.Before(m.renewAt) {
+	key, changed := m.key.get()
+	if m.current != "" && now.Before(m.renewAt) && !changed {
 		return m.current, nil
 	}
 	claims, err := json.Marshal(jwtClaims{Iss: m.iss, Aud: m.aud, Sub: m.sub, Iat: now.Unix(), Exp: now.Add(m.ttl).Unix()})
 	if err != nil {
 		return "", fmt.Errorf("jwt claims: %w", err)
 	}
-	m.current = signHS256(m.key, []byte(`{"alg":"HS256","typ":"JWT"}`), claims)
+	m.current = signHS256([]byte(key), []byte(`{"alg":"HS256","typ":"JWT"}`), claims)
 	m.renewAt = now.Add(m.ttl / 2)
 	return m.current, nil
 }

@@ -1,8 +1,14 @@
 package probes
 
 import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -33,11 +39,11 @@ func TestJWTMinter(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	auth := config.Defaults().Queries.Auth
 	auth.JWTSigningKey = "secret"
-	bearer, err := newBearer(auth)
+	bearer, err := newBearer(auth, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &jwtMinter{key: []byte("secret"), iss: auth.JWTIssuer, aud: auth.JWTAudience, sub: auth.JWTSubject, ttl: auth.JWTTTL, now: func() time.Time { return now }}
+	m := &jwtMinter{key: newFileSecret("k", "", "secret", nil), iss: auth.JWTIssuer, aud: auth.JWTAudience, sub: auth.JWTSubject, ttl: auth.JWTTTL, now: func() time.Time { return now }}
 	first, _ := m.token()
 	parts := strings.Split(first, ".")
 	b, _ := base64.RawURLEncoding.DecodeString(parts[1])
@@ -59,7 +65,91 @@ func TestJWTMinter(t *testing.T) {
 	if tok, err := bearer(); err != nil || strings.Count(tok, ".") != 2 {
 		t.Errorf("bearer %q %v", tok, err)
 	}
-	if b, err := newBearer(config.QueryAuth{}); b != nil || err != nil {
+	if b, err := newBearer(config.QueryAuth{}, nil); b != nil || err != nil {
 		t.Errorf("no auth: bearer set %t, err %v", b != nil, err)
 	}
+}
+
+// TestSecretFilesFollowRotation: a token or signing key read from a file is
+// re-read when the file changes (a rotated Kubernetes Secret), with no
+// reload; a file that turns empty or disappears keeps the last good value,
+// logged once and never with the value in the line.
+func TestSecretFilesFollowRotation(t *testing.T) {
+	old := secretRecheck
+	secretRecheck = 0
+	t.Cleanup(func() { secretRecheck = old })
+	dir := t.TempDir()
+	write := func(name, v string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		// Through a rename, as the kubelet swaps a Secret volume's files.
+		if err := os.WriteFile(p+".tmp", []byte(v+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(p+".tmp", p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+
+	t.Run("token", func(t *testing.T) {
+		logs.Reset()
+		path := write("token", "token-one-xyz")
+		bearer, err := newBearer(config.QueryAuth{Token: "token-one-xyz", TokenFile: path}, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"token-one-xyz", "token-two-longer-xyz"} {
+			write("token", want)
+			if got, _ := bearer(); got != want {
+				t.Errorf("bearer = %q, want %q", got, want)
+			}
+		}
+		write("token", "")
+		if got, _ := bearer(); got != "token-two-longer-xyz" {
+			t.Errorf("after the file emptied: bearer = %q, want the last good token", got)
+		}
+		os.Remove(path)
+		if got, _ := bearer(); got != "token-two-longer-xyz" {
+			t.Errorf("after the file went away: bearer = %q, want the last good token", got)
+		}
+		if n := strings.Count(logs.String(), "cannot re-read secret file"); n != 1 {
+			t.Errorf("%d warnings for a failing file, want 1 until it recovers:\n%s", n, logs.String())
+		}
+		if strings.Contains(logs.String(), "token-") {
+			t.Errorf("a token is in the logs:\n%s", logs.String())
+		}
+	})
+	t.Run("signing key", func(t *testing.T) {
+		logs.Reset()
+		path := write("key", "key-one")
+		auth := config.Defaults().Queries.Auth
+		auth.JWTSigningKey, auth.JWTSigningKeyFile = "key-one", path
+		bearer, err := newBearer(auth, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		verify := func(tok, key string) bool {
+			i := strings.LastIndexByte(tok, '.')
+			mac := hmac.New(sha256.New, []byte(key))
+			mac.Write([]byte(tok[:i]))
+			return base64.RawURLEncoding.EncodeToString(mac.Sum(nil)) == tok[i+1:]
+		}
+		first, _ := bearer()
+		if !verify(first, "key-one") {
+			t.Fatal("token not signed with the key from the file")
+		}
+		write("key", "key-two-rotated")
+		// The current token is still fresh, but signed with a retired key:
+		// a new one is minted at once.
+		second, _ := bearer()
+		if !verify(second, "key-two-rotated") {
+			t.Error("after rotation the token is not signed with the new key")
+		}
+		if strings.Contains(logs.String(), "key-one") || strings.Contains(logs.String(), "key-two") {
+			t.Errorf("a key is in the logs:\n%s", logs.String())
+		}
+	})
 }

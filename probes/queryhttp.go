@@ -129,7 +129,7 @@ func NewHTTPQuery(name string, cfg config.QueryProbe, opts QueryOptions) (*HTTPQ
 		}
 		q.staticURL = u
 	}
-	bearer, err := newBearer(opts.Auth)
+	bearer, err := newBearer(opts.Auth, opts.Logger)
 	if err != nil {
 		return fail("auth", err)
 	}
