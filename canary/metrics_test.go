@@ -3,6 +3,7 @@ package canary
 import (
 	"flag"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -18,6 +19,14 @@ func TestMetricNamesGolden(t *testing.T) {
 	// Set by the service once known: a deadline per stage, a skew once measured.
 	m.StageDeadline.WithLabelValues("database").Set(300)
 	m.ClockSkew.WithLabelValues("capsules").Set(0.01)
+	stages := []StageConfig{{Name: "database", Deadline: time.Minute}, {Name: "capsules", Deadline: time.Minute}}
+	tr, err := NewTracker(TrackerConfig{Stages: stages, Budget: time.Minute, LateWindow: time.Minute, MaxTracked: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range TrackerGauges(tr, []string{"database", "capsules"}, 10) {
+		reg.MustRegister(c)
+	}
 	testenv.MetricNamesGolden(t, reg, "testdata/metrics.golden", *updateGolden)
 }
 

@@ -197,28 +197,38 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	return s, nil
 }
 
-// registerTrackerGauges exports what the tracker holds, read at scrape time:
-// memory the canary uses grows with it, and max_tracked caps it.
+// registerTrackerGauges registers TrackerGauges for the service's stages.
 func (s *Service) registerTrackerGauges(reg prometheus.Registerer, limit int) error {
-	cs := []prometheus.Collector{
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "slo_canary", Name: "markers_tracked",
-			Help: "Markers held in memory: pending at some stage, or resolved and kept for their late window."},
-			func() float64 { return float64(s.tracker.Len()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "slo_canary", Name: "markers_tracked_limit",
-			Help: "The cap on markers held in memory (canary.max_tracked); at the cap new markers are not sent."},
-			func() float64 { return float64(limit) }),
+	names := make([]string, len(s.stages))
+	for i, st := range s.stages {
+		names[i] = st.name
 	}
-	for _, st := range s.stages {
-		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "slo_canary", Name: "markers_pending",
-			Help: "Markers sent and neither seen nor declared lost at the stage yet.", ConstLabels: prometheus.Labels{"stage": st.name}},
-			func() float64 { return float64(s.tracker.PendingCount(st.idx)) }))
-	}
-	for _, c := range cs {
+	for _, c := range TrackerGauges(s.tracker, names, limit) {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("register tracker metrics: %w", err)
 		}
 	}
 	return nil
+}
+
+// TrackerGauges export what t holds, read at scrape time: the canary's
+// memory grows with it, and limit (canary.max_tracked) caps it.
+func TrackerGauges(t *Tracker, stages []string, limit int) []prometheus.Collector {
+	cs := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "slo_canary", Name: "markers_tracked",
+			Help: "Markers held in memory: pending at some stage, or resolved and kept for their late window."},
+			func() float64 { return float64(t.Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "slo_canary", Name: "markers_tracked_limit",
+			Help: "The cap on markers held in memory (canary.max_tracked); at the cap new markers are not sent."},
+			func() float64 { return float64(limit) }),
+	}
+	for _, name := range stages {
+		idx, _ := t.StageIndex(name)
+		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "slo_canary", Name: "markers_pending",
+			Help: "Markers sent and neither seen nor declared lost at the stage yet.", ConstLabels: prometheus.Labels{"stage": name}},
+			func() float64 { return float64(t.PendingCount(idx)) }))
+	}
+	return cs
 }
 
 func compression(name string) kgo.CompressionCodec {

@@ -159,6 +159,17 @@ sum by (namespace, job, stage) (rate(slo_canary_observer_polls_total[%[1]s]))
 				fmt.Sprintf("{{ $value | humanize }} markers were not sent in the last %s (reason {{ $labels.reason }}), and markers have been skipped for %s: the freshness SLI has gaps while this lasts.", p.d(5*time.Minute), p.d(10*time.Minute))),
 		},
 		{
+			Alert: "SLOCanaryTrackerNearlyFull",
+			// Warns before SLOCanaryMarkersNotSent: markers pile up when a
+			// stage is far behind, and memory grows with them.
+			Expr:   `max by (namespace, job, instance) (slo_canary_markers_tracked / slo_canary_markers_tracked_limit) > 0.8`,
+			For:    p.d(15 * time.Minute),
+			Labels: map[string]string{"severity": SeverityTicket},
+			Annotations: p.annotations("SLOCanaryTrackerNearlyFull",
+				"slo-canary {{ $labels.instance }} holds {{ $value | humanizePercentage }} of its marker limit",
+				fmt.Sprintf("slo-canary at {{ $labels.instance }} holds {{ $value | humanizePercentage }} of canary.max_tracked markers, over 80%% for %s; at the limit it stops sending markers and the freshness SLI gets gaps. A stage far behind (see slo_canary_markers_pending) or a deadline too long for the rate.", p.d(15*time.Minute))),
+		},
+		{
 			Alert: "SLOCanaryCheckpointFailures",
 			Expr: fmt.Sprintf(`sum by (namespace, job) (increase(slo_canary_checkpoint_failures_total[%s])) > 0`,
 				p.d(5*time.Minute)),

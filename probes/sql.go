@@ -107,6 +107,16 @@ func (s *SQL) Stage() string { return s.name }
 // sightings together with the error; the caller must use both.
 func (s *SQL) Observe(ctx context.Context, q Query) ([]Sighting, error) {
 	if len(q.Pending) == 0 {
+		// Nothing to look up, but the poll must still prove the database
+		// answers: a stage is ready, and a poll successful, only then.
+		if err := s.pool.Ping(ctx); err != nil {
+			s.errs.Add(1)
+			cerr := classifySQL(err)
+			if ok, n := s.errLog.allow(time.Now()); ok {
+				s.logger.Warn("sql observe failed", "reason", cerr.Reason, "err", cerr.Err, "suppressed", n)
+			}
+			return nil, fmt.Errorf("sql observer %q: %w", s.name, cerr)
+		}
 		return nil, nil
 	}
 	backlog := !s.passedOnce

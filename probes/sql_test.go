@@ -485,6 +485,10 @@ func TestSQLDatabaseDown(t *testing.T) {
 		_, err := observe(t, obs, q)
 		wantReason(t, err, "connect")
 		wantReason(t, obs.Ping(ctx), "connect")
+		// Nothing pending: the poll still reaches the database, and fails,
+		// so the stage does not read as ready while it is down.
+		_, err = observe(t, obs, probes.Query{Since: q.Since})
+		wantReason(t, err, "connect")
 		t.Logf("%s: %v", name, err)
 	}
 

@@ -240,8 +240,11 @@ func (c *continuous) record(m *Metrics, res probes.QueryResult, latency time.Dur
 		c.trace(res, latency)
 	}
 	if !ok {
-		c.log.Warn("query probe failed", "outcome", res.Outcome, "status", res.Status, "latency", latency,
-			"request_id", res.RequestID, res.TargetName, res.TargetValue, "err", res.Err)
+		attrs := []any{"outcome", res.Outcome, "status", res.Status, "latency", latency, "request_id", res.RequestID}
+		if res.TargetName != "" {
+			attrs = append(attrs, res.TargetName, res.TargetValue)
+		}
+		c.log.Warn("query probe failed", append(attrs, "err", res.Err)...)
 	}
 }
 
