@@ -362,7 +362,7 @@ func (s *Service) checkpoints(ctx context.Context) {
 
 func (s *Service) checkpoint() {
 	now := s.now()
-	if err := SaveCheckpoint(s.cfg.Canary.StateFile, s.cfg.Canary.Instance, now, s.tracker.Export()); err != nil {
+	if err := s.tracker.SaveCheckpoint(s.cfg.Canary.StateFile, s.cfg.Canary.Instance, now); err != nil {
 		s.metrics.CheckpointErrors.Inc()
 		s.log.Warn("checkpoint failed", "err", err)
 		return

@@ -8,13 +8,15 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
 )
 
 // MarkerState is one tracked marker as a checkpoint holds it: the marker and,
-// by stage name, where it was already seen or declared lost.
+// by stage name, where it was already seen or declared lost. Export shares
+// the Seen and Lost lists between markers: read them, do not modify them.
 type MarkerState struct {
 	Marker     Marker
 	Seen, Lost []string
@@ -29,22 +31,31 @@ func (t *Tracker) Export() []MarkerState {
 	for n, i := range t.names {
 		names[i] = n
 	}
+	// Markers share few combinations of stages: one list per combination,
+	// so that a checkpoint of many markers does not allocate two per marker.
+	lists := map[uint16][]string{}
+	list := func(bits uint16) []string {
+		if bits == 0 {
+			return nil
+		}
+		l, ok := lists[bits]
+		if !ok {
+			for s := range t.stages {
+				if bits&(1<<s) != 0 {
+					l = append(l, names[s])
+				}
+			}
+			lists[bits] = l
+		}
+		return l
+	}
 	out := make([]MarkerState, 0, len(t.index))
 	for _, i := range t.ord {
 		e := t.slot(i)
 		if e.flags&flagAbandoned != 0 {
 			continue
 		}
-		ms := MarkerState{Marker: t.marker(e)}
-		for s := range t.stages {
-			if e.seen&(1<<s) != 0 {
-				ms.Seen = append(ms.Seen, names[s])
-			}
-			if e.lost&(1<<s) != 0 {
-				ms.Lost = append(ms.Lost, names[s])
-			}
-		}
-		out = append(out, ms)
+		out = append(out, MarkerState{Marker: t.marker(e), Seen: list(e.seen), Lost: list(e.lost)})
 	}
 	return out
 }
@@ -76,12 +87,15 @@ func (t *Tracker) Restore(ms MarkerState) bool {
 	return true
 }
 
-// checkpoint is the state file's content.
-type checkpoint struct {
+// A state file is a gob stream: a checkpointHeader, then the markers in
+// chunks of at most checkpointChunk, so that neither writing nor reading
+// builds the whole file in memory at once.
+type checkpointHeader struct {
 	Version  int
 	SavedAt  time.Time
 	Instance string
-	Markers  []checkpointMarker
+	Stages   []string // the stage of bit i of Seen and Lost
+	Count    int      // markers in the chunks that follow
 }
 
 type checkpointMarker struct {
@@ -90,29 +104,92 @@ type checkpointMarker struct {
 	Partition  int32
 	Seq        uint64
 	SentAt     int64
-	Seen, Lost []string
+	Seen, Lost uint16 // stage bits, by Stages
 }
 
-const checkpointVersion = 1
+const (
+	checkpointVersion = 2
+	checkpointChunk   = 4096
+)
 
-// SaveCheckpoint writes the tracker's markers to path atomically (a temporary
-// file renamed over it), so a crash mid-write leaves the previous checkpoint.
+// SaveCheckpoint writes the tracker's markers of instance to path
+// atomically (a temporary file renamed over it), so a crash mid-write leaves
+// the previous checkpoint. The tracker is locked only while its markers are
+// copied, in their compact form.
+func (t *Tracker) SaveCheckpoint(path, instance string, now time.Time) error {
+	stages, markers := t.exportCompact(instance)
+	return writeCheckpoint(path, checkpointHeader{Version: checkpointVersion, SavedAt: now, Instance: instance, Stages: stages}, markers)
+}
+
+// exportCompact copies the markers of instance, oldest first.
+func (t *Tracker) exportCompact(instance string) ([]string, []checkpointMarker) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.settle()
+	stages := make([]string, len(t.stages))
+	for n, i := range t.names {
+		stages[i] = n
+	}
+	out := make([]checkpointMarker, 0, len(t.index))
+	for _, i := range t.ord {
+		e := t.slot(i)
+		if e.flags&flagAbandoned != 0 {
+			continue
+		}
+		m := t.marker(e)
+		if m.Instance != instance {
+			continue
+		}
+		out = append(out, checkpointMarker{ID: m.ID, Run: m.Run, Partition: m.Partition, Seq: m.Seq,
+			SentAt: m.SentAt.UnixNano(), Seen: e.seen, Lost: e.lost})
+	}
+	return stages, out
+}
+
+// SaveCheckpoint writes states of instance to path, as the tracker's
+// SaveCheckpoint does (tests, tools).
 func SaveCheckpoint(path, instance string, now time.Time, states []MarkerState) error {
-	cp := checkpoint{Version: checkpointVersion, SavedAt: now, Instance: instance, Markers: make([]checkpointMarker, 0, len(states))}
+	var stages []string
+	bits := func(names []string) uint16 {
+		var b uint16
+		for _, n := range names {
+			i := slices.Index(stages, n)
+			if i < 0 {
+				i = len(stages)
+				stages = append(stages, n)
+			}
+			b |= 1 << i
+		}
+		return b
+	}
+	markers := make([]checkpointMarker, 0, len(states))
 	for _, s := range states {
 		if s.Marker.Instance != instance {
 			continue
 		}
-		cp.Markers = append(cp.Markers, checkpointMarker{ID: s.Marker.ID, Run: s.Marker.Run, Partition: s.Marker.Partition,
-			Seq: s.Marker.Seq, SentAt: s.Marker.SentAt.UnixNano(), Seen: s.Seen, Lost: s.Lost})
+		markers = append(markers, checkpointMarker{ID: s.Marker.ID, Run: s.Marker.Run, Partition: s.Marker.Partition,
+			Seq: s.Marker.Seq, SentAt: s.Marker.SentAt.UnixNano(), Seen: bits(s.Seen), Lost: bits(s.Lost)})
 	}
+	if len(stages) > 16 {
+		return fmt.Errorf("checkpoint %s: %d stages, at most 16", path, len(stages))
+	}
+	return writeCheckpoint(path, checkpointHeader{Version: checkpointVersion, SavedAt: now, Instance: instance, Stages: stages}, markers)
+}
+
+func writeCheckpoint(path string, h checkpointHeader, markers []checkpointMarker) error {
+	h.Count = len(markers)
 	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("checkpoint %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name()) // after a successful rename there is nothing left to remove
 	w := bufio.NewWriter(tmp)
-	if err := gob.NewEncoder(w).Encode(&cp); err != nil {
+	enc := gob.NewEncoder(w)
+	err = enc.Encode(&h)
+	for start := 0; err == nil && start < len(markers); start += checkpointChunk {
+		err = enc.Encode(markers[start:min(start+checkpointChunk, len(markers))])
+	}
+	if err != nil {
 		tmp.Close()
 		return fmt.Errorf("checkpoint %s: encode: %w", path, err)
 	}
@@ -146,22 +223,44 @@ func LoadCheckpoint(path, instance string) ([]MarkerState, time.Time, error) {
 		return nil, time.Time{}, fmt.Errorf("checkpoint %s: %w", path, err)
 	}
 	defer f.Close()
-	var cp checkpoint
-	if err := gob.NewDecoder(bufio.NewReader(f)).Decode(&cp); err != nil {
+	dec := gob.NewDecoder(bufio.NewReader(f))
+	var h checkpointHeader
+	if err := dec.Decode(&h); err != nil {
 		return nil, time.Time{}, fmt.Errorf("checkpoint %s: damaged: %w", path, err)
 	}
-	if cp.Version != checkpointVersion {
-		return nil, time.Time{}, fmt.Errorf("checkpoint %s: version %d, this canary reads %d", path, cp.Version, checkpointVersion)
+	if h.Version != checkpointVersion {
+		return nil, time.Time{}, fmt.Errorf("checkpoint %s: version %d, this canary reads %d", path, h.Version, checkpointVersion)
 	}
-	if cp.Instance != instance {
-		return nil, time.Time{}, fmt.Errorf("checkpoint %s: written by instance %q, this is %q", path, cp.Instance, instance)
+	if h.Instance != instance {
+		return nil, time.Time{}, fmt.Errorf("checkpoint %s: written by instance %q, this is %q", path, h.Instance, instance)
 	}
-	out := make([]MarkerState, 0, len(cp.Markers))
-	for _, m := range cp.Markers {
-		out = append(out, MarkerState{
-			Marker: Marker{ID: uuid.UUID(m.ID), Instance: instance, Run: m.Run, Partition: m.Partition, Seq: m.Seq, SentAt: time.Unix(0, m.SentAt)},
-			Seen:   m.Seen, Lost: m.Lost,
-		})
+	if h.Count < 0 || len(h.Stages) > 16 {
+		return nil, time.Time{}, fmt.Errorf("checkpoint %s: damaged: %d markers, %d stages", path, h.Count, len(h.Stages))
 	}
-	return out, cp.SavedAt, nil
+	names := func(bits uint16) []string {
+		var l []string
+		for i, n := range h.Stages {
+			if bits&(1<<i) != 0 {
+				l = append(l, n)
+			}
+		}
+		return l
+	}
+	// The count is outside input: grow with what is read, not by it.
+	var out []MarkerState
+	for len(out) < h.Count {
+		// A fresh slice per chunk: gob leaves out zero fields, so decoding
+		// into a reused one would keep the previous chunk's values.
+		var chunk []checkpointMarker
+		if err := dec.Decode(&chunk); err != nil {
+			return nil, time.Time{}, fmt.Errorf("checkpoint %s: damaged after %d of %d markers: %w", path, len(out), h.Count, err)
+		}
+		for _, m := range chunk {
+			out = append(out, MarkerState{
+				Marker: Marker{ID: uuid.UUID(m.ID), Instance: instance, Run: m.Run, Partition: m.Partition, Seq: m.Seq, SentAt: time.Unix(0, m.SentAt)},
+				Seen:   names(m.Seen), Lost: names(m.Lost),
+			})
+		}
+	}
+	return out, h.SavedAt, nil
 }

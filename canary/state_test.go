@@ -3,6 +3,7 @@ package canary
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -106,5 +107,59 @@ func TestLoadCheckpointErrors(t *testing.T) {
 	}
 	if err := SaveCheckpoint(filepath.Join(dir, "no", "such", "dir"), "c1", time.Now(), nil); err == nil {
 		t.Error("saving into a missing directory succeeded")
+	}
+}
+
+// TestCheckpointChunks: a checkpoint larger than one chunk round-trips
+// marker for marker, with each marker's stages; cut short, it is reported
+// damaged, never read as a smaller set.
+func TestCheckpointChunks(t *testing.T) {
+	a, err := NewTracker(TrackerConfig{
+		Stages: []StageConfig{{Name: "database", Deadline: 10 * time.Second}, {Name: "capsules", Deadline: 10 * time.Second}},
+		Budget: 5 * time.Second, LateWindow: time.Minute, MaxTracked: 20000,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 3*checkpointChunk + 17
+	want := map[uuid.UUID][2]bool{}
+	for i := range n {
+		m := Marker{ID: uuid.New(), Instance: "c1", Run: "r1", Partition: int32(i % 7), Seq: uint64(i), SentAt: t0.Add(time.Duration(i) * time.Millisecond)}
+		if !a.Track(m, false) {
+			t.Fatal("Track refused")
+		}
+		seen := i%3 == 0
+		if seen {
+			a.Seen(1, probes.Sighting{ID: m.ID, At: m.SentAt.Add(time.Second)})
+		}
+		want[m.ID] = [2]bool{false, seen}
+	}
+	path := filepath.Join(t.TempDir(), "state")
+	if err := a.SaveCheckpoint(path, "c1", t0); err != nil {
+		t.Fatal(err)
+	}
+	states, _, err := LoadCheckpoint(path, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(states) != n {
+		t.Fatalf("loaded %d markers, want %d", len(states), n)
+	}
+	for i, s := range states {
+		w, ok := want[s.Marker.ID]
+		if !ok || s.Marker.Seq != uint64(i) || s.Marker.Run != "r1" || !s.Marker.SentAt.Equal(t0.Add(time.Duration(i)*time.Millisecond)) {
+			t.Fatalf("marker %d: %+v, not what was saved (or out of order)", i, s.Marker)
+		}
+		if got := slices.Contains(s.Seen, "capsules"); got != w[1] || slices.Contains(s.Seen, "database") || len(s.Lost) != 0 {
+			t.Fatalf("marker %d: seen %v lost %v, want capsules seen %t", i, s.Seen, s.Lost, w[1])
+		}
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(path, data[:len(data)*2/3], 0o600)
+	if _, _, err := LoadCheckpoint(path, "c1"); err == nil || !strings.Contains(err.Error(), "damaged after") {
+		t.Errorf("truncated checkpoint: %v, want a 'damaged after' error", err)
 	}
 }
