@@ -128,6 +128,26 @@ var QueryMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, ht
 // with no SLIs, so the SLI probes fail (bad_body) until real ids are set.
 const PlaceholderJourneyID = "00000000-0000-0000-0000-000000000000"
 
+// Warnings lists what in c is valid but almost certainly not meant: each
+// names its key. check-config prints them; the daemon logs them at start and
+// on every reload.
+func (c *Config) Warnings() []string {
+	var w []string
+	if c.Queries.Enabled {
+		for _, name := range c.Queries.EnabledProbes() {
+			p := c.Queries.Probes[name]
+			if p.Type == "http" && slices.Contains(p.Rotate.JourneyIDs, PlaceholderJourneyID) {
+				w = append(w, fmt.Sprintf("queries.probes.%s.rotate.journey_ids: holds the placeholder %s, which SLO-Scout answers with no SLIs: the probe fails (bad_body) until real journey ids are listed",
+					name, PlaceholderJourneyID))
+			}
+		}
+	}
+	if strings.EqualFold(c.Kafka.SASL.Mechanism, "plain") && !c.Kafka.TLS.Enabled {
+		w = append(w, "kafka.sasl.mechanism: plain without kafka.tls.enabled sends the password in clear text")
+	}
+	return w
+}
+
 // DefaultSQLProbeQuery counts recent events, bounded on the hypertable's time
 // column so that TimescaleDB reads only the newest chunks.
 const DefaultSQLProbeQuery = `SELECT count(*) FROM telemetry_events WHERE "timestamp" > now() - interval '5 minutes'`

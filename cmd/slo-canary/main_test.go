@@ -52,6 +52,20 @@ func TestCheckConfig(t *testing.T) {
 		if !strings.Contains(out, "<redacted>") {
 			t.Errorf("secrets not shown as redacted:\n%s", out)
 		}
+		// Valid but almost certainly not meant: said, naming the key.
+		for _, w := range []string{"warning: queries.probes.sli.rotate.journey_ids: holds the placeholder",
+			"warning: queries.probes.sli_evidence.rotate.journey_ids", "warning: kafka.sasl.mechanism: plain without kafka.tls.enabled"} {
+			if !strings.Contains(errs, w) {
+				t.Errorf("stderr lacks %q:\n%s", w, errs)
+			}
+		}
+	})
+	t.Run("no warning when journeys are set", func(t *testing.T) {
+		p := writeConfig(t, "kafka:\n  brokers: [k1:9092]\n  sasl:\n    mechanism: SCRAM-SHA-256\n    username: canary\nqueries:\n  probes:\n    sli:\n      rotate:\n        journey_ids: [6b2f0000-0000-4000-8000-000000000001]\n    sli_evidence:\n      rotate:\n        journey_ids: [6b2f0000-0000-4000-8000-000000000001]\n")
+		code, _, errs := runCLI(t, "check-config", "--config", p)
+		if code != 0 || strings.Contains(errs, "warning:") {
+			t.Errorf("exit %d, stderr %s; want 0 and no warning", code, errs)
+		}
 	})
 	for _, c := range []struct{ name, body, want string }{
 		{"unknown key", "canary:\n  ratee: 2\n", `unknown key "canary.ratee"`},

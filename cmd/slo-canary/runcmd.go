@@ -59,6 +59,9 @@ func newCheckConfigCmd() *cobra.Command {
 				return &exitError{code: exitFailure, err: err}
 			}
 			cmd.OutOrStdout().Write(out)
+			for _, w := range cfg.Warnings() {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
+			}
 			fmt.Fprintln(cmd.ErrOrStderr(), "config OK")
 			return nil
 		},
@@ -145,6 +148,9 @@ func runDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, hoo
 // buildParts builds the daemon's long-running parts, registering their
 // metrics on reg. A config reload builds them again on a fresh registry.
 func buildParts(ctx context.Context, cfg *config.Config, reg prometheus.Registerer, logger *slog.Logger) (*canary.Service, []part, error) {
+	for _, w := range cfg.Warnings() {
+		logger.Warn("config warning", "warning", w)
+	}
 	svc, err := canary.New(ctx, canary.Options{Config: cfg, Registerer: reg, Logger: logger})
 	if err != nil {
 		return nil, nil, &exitError{code: exitFailure, err: fmt.Errorf("start: %w", err)}
