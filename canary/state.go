@@ -45,6 +45,7 @@ func (t *Tracker) Export() []MarkerState {
 					l = append(l, names[s])
 				}
 			}
+			l = slices.Clip(l)
 			lists[bits] = l
 		}
 		return l
@@ -96,6 +97,18 @@ type checkpointHeader struct {
 	Instance string
 	Stages   []string // the stage of bit i of Seen and Lost
 	Count    int      // markers in the chunks that follow
+	// Markers holds a version 1 file's markers (one gob value, stages by
+	// name), read so that an upgrade keeps the checkpoint; never written.
+	Markers []checkpointMarkerV1
+}
+
+type checkpointMarkerV1 struct {
+	ID         [16]byte
+	Run        string
+	Partition  int32
+	Seq        uint64
+	SentAt     int64
+	Seen, Lost []string
 }
 
 type checkpointMarker struct {
@@ -228,11 +241,21 @@ func LoadCheckpoint(path, instance string) ([]MarkerState, time.Time, error) {
 	if err := dec.Decode(&h); err != nil {
 		return nil, time.Time{}, fmt.Errorf("checkpoint %s: damaged: %w", path, err)
 	}
-	if h.Version != checkpointVersion {
-		return nil, time.Time{}, fmt.Errorf("checkpoint %s: version %d, this canary reads %d", path, h.Version, checkpointVersion)
+	if h.Version != 1 && h.Version != checkpointVersion {
+		return nil, time.Time{}, fmt.Errorf("checkpoint %s: version %d, this canary reads 1 and %d", path, h.Version, checkpointVersion)
 	}
 	if h.Instance != instance {
 		return nil, time.Time{}, fmt.Errorf("checkpoint %s: written by instance %q, this is %q", path, h.Instance, instance)
+	}
+	if h.Version == 1 {
+		out := make([]MarkerState, 0, len(h.Markers))
+		for _, m := range h.Markers {
+			out = append(out, MarkerState{
+				Marker: Marker{ID: uuid.UUID(m.ID), Instance: instance, Run: m.Run, Partition: m.Partition, Seq: m.Seq, SentAt: time.Unix(0, m.SentAt)},
+				Seen:   m.Seen, Lost: m.Lost,
+			})
+		}
+		return out, h.SavedAt, nil
 	}
 	if h.Count < 0 || len(h.Stages) > 16 {
 		return nil, time.Time{}, fmt.Errorf("checkpoint %s: damaged: %d markers, %d stages", path, h.Count, len(h.Stages))
@@ -254,6 +277,9 @@ func LoadCheckpoint(path, instance string) ([]MarkerState, time.Time, error) {
 		var chunk []checkpointMarker
 		if err := dec.Decode(&chunk); err != nil {
 			return nil, time.Time{}, fmt.Errorf("checkpoint %s: damaged after %d of %d markers: %w", path, len(out), h.Count, err)
+		}
+		if len(out)+len(chunk) > h.Count {
+			return nil, time.Time{}, fmt.Errorf("checkpoint %s: damaged: more markers than the %d announced", path, h.Count)
 		}
 		for _, m := range chunk {
 			out = append(out, MarkerState{

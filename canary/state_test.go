@@ -1,6 +1,7 @@
 package canary
 
 import (
+	"encoding/gob"
 	"os"
 	"path/filepath"
 	"slices"
@@ -161,5 +162,50 @@ func TestCheckpointChunks(t *testing.T) {
 	os.WriteFile(path, data[:len(data)*2/3], 0o600)
 	if _, _, err := LoadCheckpoint(path, "c1"); err == nil || !strings.Contains(err.Error(), "damaged after") {
 		t.Errorf("truncated checkpoint: %v, want a 'damaged after' error", err)
+	}
+}
+
+// TestCheckpointVersion1: a state file written before checkpoints were
+// chunked (one gob value, stages by name) is still read, so an upgrade keeps
+// the markers in flight; a file with more markers than it announces is
+// damaged.
+func TestCheckpointVersion1(t *testing.T) {
+	type v1 struct {
+		Version  int
+		SavedAt  time.Time
+		Instance string
+		Markers  []checkpointMarkerV1
+	}
+	id := uuid.New()
+	path := filepath.Join(t.TempDir(), "state")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = gob.NewEncoder(f).Encode(v1{Version: 1, SavedAt: t0, Instance: "c1", Markers: []checkpointMarkerV1{
+		{ID: id, Run: "r0", Partition: 3, Seq: 9, SentAt: t0.UnixNano(), Seen: []string{"capsules"}, Lost: []string{"database"}},
+	}})
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	states, savedAt, err := LoadCheckpoint(path, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := MarkerState{Marker: Marker{ID: id, Instance: "c1", Run: "r0", Partition: 3, Seq: 9, SentAt: time.Unix(0, t0.UnixNano())},
+		Seen: []string{"capsules"}, Lost: []string{"database"}}
+	if len(states) != 1 || !savedAt.Equal(t0) || states[0].Marker != want.Marker ||
+		!slices.Equal(states[0].Seen, want.Seen) || !slices.Equal(states[0].Lost, want.Lost) {
+		t.Fatalf("version 1 file read as %+v saved at %v, want %+v", states, savedAt, want)
+	}
+
+	f, _ = os.Create(path)
+	enc := gob.NewEncoder(f)
+	enc.Encode(checkpointHeader{Version: checkpointVersion, SavedAt: t0, Instance: "c1", Count: 1})
+	enc.Encode([]checkpointMarker{{ID: id}, {ID: uuid.New()}})
+	f.Close()
+	if _, _, err := LoadCheckpoint(path, "c1"); err == nil || !strings.Contains(err.Error(), "more markers than") {
+		t.Errorf("a chunk past the announced count: %v, want a 'more markers than' error", err)
 	}
 }

@@ -49,30 +49,28 @@ func newBearer(auth config.QueryAuth, log *slog.Logger) (func() (string, error),
 // secretRecheck is how often a secret file is looked at again.
 var secretRecheck = time.Second
 
-// fileSecret is a secret that may follow a file: value as loaded, then
-// re-read whenever the file's modification time or size changes.
+// fileSecret is a secret that may follow a file: value as loaded, then the
+// file's content, read again at most every secretRecheck. The content is
+// compared, not the file's time or size: a rotation to a value of the same
+// length within one mtime tick still shows.
 type fileSecret struct {
 	key, path string
 	log       *slog.Logger
 	mu        sync.Mutex
 	value     string
-	stamp     [2]int64 // mtime, size of what value was read from
 	checked   time.Time
 	failing   bool
 }
 
 func newFileSecret(key, path, value string, log *slog.Logger) *fileSecret {
-	f := &fileSecret{key: key, path: path, value: value, log: log, checked: time.Now()}
-	if path != "" {
-		if fi, err := os.Stat(path); err == nil {
-			f.stamp = [2]int64{fi.ModTime().UnixNano(), fi.Size()}
-		}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	return f
+	return &fileSecret{key: key, path: path, value: value, log: log}
 }
 
-// get returns the current value, and whether it changed since the last call
-// that looked at the file.
+// get returns the current value, and whether it changed since the previous
+// call.
 func (f *fileSecret) get() (string, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -80,27 +78,19 @@ func (f *fileSecret) get() (string, bool) {
 		return f.value, false
 	}
 	f.checked = time.Now()
-	fi, err := os.Stat(f.path)
+	data, err := os.ReadFile(f.path)
 	if err == nil {
-		stamp := [2]int64{fi.ModTime().UnixNano(), fi.Size()}
-		if stamp == f.stamp {
+		v := strings.TrimRight(string(data), "\r\n")
+		if v != "" {
 			f.failing = false
-			return f.value, false
-		}
-		var data []byte
-		if data, err = os.ReadFile(f.path); err == nil {
-			v := strings.TrimRight(string(data), "\r\n")
-			if v == "" {
-				err = errors.New("the file is empty")
-			} else {
-				changed := v != f.value
-				f.value, f.stamp, f.failing = v, stamp, false
-				if changed {
-					f.log.Info("secret file changed; using the new value", "key", f.key, "path", f.path)
-				}
-				return f.value, changed
+			if v == f.value {
+				return v, false
 			}
+			f.value = v
+			f.log.Info("secret file changed; using the new value", "key", f.key, "path", f.path)
+			return v, true
 		}
+		err = errors.New("the file is empty")
 	}
 	if !f.failing {
 		// The error names the file, never its contents.

@@ -17,8 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/valyala/fastjson"
-
 	"github.com/slo-scout/slo-canary/config"
 )
 
@@ -303,42 +301,36 @@ func (q *HTTPQuery) Close() { q.transport.CloseIdleConnections() }
 
 // CheckJSON checks that body is JSON and that the value at path (object
 // fields and array indexes) is present and non-empty: not null, "", [] or
-// {}. An empty path checks nothing, not even that body is JSON. It builds
-// nothing per call once warm: the body is validated in place, and the path
-// walked with a pooled fastjson parser.
+// {}. An empty path checks nothing, not even that body is JSON. Only the
+// values along the path are decoded; the rest is validated, not built, so
+// memory stays in proportion to the body whatever its shape.
 func CheckJSON(body []byte, path []string) error {
 	if len(path) == 0 {
 		return nil
 	}
-	if !json.Valid(body) {
-		if len(bytes.TrimSpace(body)) == 0 {
-			return errors.New("the body is empty")
-		}
-		return errors.New("the body is not JSON")
-	}
-	p := jsonParsers.Get()
-	defer jsonParsers.Put(p)
-	v, err := p.ParseBytes(body)
-	if err != nil {
-		// Valid for encoding/json but not for fastjson (nesting deeper than
-		// its limit, say): still not an answer the probe can check.
-		return fmt.Errorf("the body cannot be checked: %w", err)
-	}
+	raw := json.RawMessage(body)
 	for i, seg := range path {
-		at := "the body"
-		if i > 0 {
-			at = strings.Join(path[:i], ".")
+		at := strings.Join(path[:i], ".")
+		if at == "" {
+			at = "the body"
 		}
-		switch v.Type() {
-		case fastjson.TypeObject:
-			o, _ := v.Object()
-			next := o.Get(seg)
-			if next == nil {
+		v := bytes.TrimLeft(raw, " \t\r\n")
+		switch {
+		case len(v) > 0 && v[0] == '{':
+			var m map[string]json.RawMessage
+			if err := json.Unmarshal(raw, &m); err != nil {
+				return fmt.Errorf("%s is not JSON: %w", at, err)
+			}
+			next, ok := m[seg]
+			if !ok {
 				return fmt.Errorf("%s has no field %q", at, seg)
 			}
-			v = next
-		case fastjson.TypeArray:
-			a, _ := v.Array()
+			raw = next
+		case len(v) > 0 && v[0] == '[':
+			var a []json.RawMessage
+			if err := json.Unmarshal(raw, &a); err != nil {
+				return fmt.Errorf("%s is not JSON: %w", at, err)
+			}
 			idx, err := strconv.Atoi(seg)
 			if err != nil {
 				return fmt.Errorf("%s is an array, and %q is not an index", at, seg)
@@ -346,27 +338,32 @@ func CheckJSON(body []byte, path []string) error {
 			if idx < 0 || idx >= len(a) {
 				return fmt.Errorf("%s has %d elements, no index %d", at, len(a), idx)
 			}
-			v = a[idx]
+			raw = a[idx]
 		default:
+			if i == 0 && !json.Valid(body) {
+				if len(bytes.TrimSpace(body)) == 0 {
+					return errors.New("the body is empty")
+				}
+				return errors.New("the body is not JSON")
+			}
 			return fmt.Errorf("%s is not an object or array, so it has no %q", at, seg)
 		}
 	}
-	empty := false
-	switch v.Type() {
-	case fastjson.TypeNull:
-		empty = true
-	case fastjson.TypeString:
-		empty = len(v.GetStringBytes()) == 0
-	case fastjson.TypeArray:
-		empty = len(v.GetArray()) == 0
-	case fastjson.TypeObject:
-		o, _ := v.Object()
-		empty = o.Len() == 0
-	}
-	if empty {
-		return fmt.Errorf("%s is empty (%s)", strings.Join(path, "."), v)
+	if emptyJSON(raw) {
+		return fmt.Errorf("%s is empty (%s)", strings.Join(path, "."), bytes.TrimSpace(raw))
 	}
 	return nil
 }
 
-var jsonParsers fastjson.ParserPool
+// emptyJSON reports whether a valid JSON value is null, "", [] or {}.
+func emptyJSON(v json.RawMessage) bool {
+	t := bytes.TrimSpace(v)
+	if len(t) == 0 || string(t) == "null" || string(t) == `""` {
+		return true
+	}
+	if t[0] == '[' || t[0] == '{' {
+		inner := bytes.TrimSpace(t[1 : len(t)-1])
+		return len(inner) == 0
+	}
+	return false
+}

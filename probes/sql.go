@@ -81,7 +81,7 @@ func (s *SQL) Stage() string { return s.name }
 
 // Observe looks up q.Pending, at most batchSize ids per statement, with $1 the
 // ids as uuid[] and $2 = q.Since (if the query uses $2). With nothing pending
-// it sends nothing.
+// it only pings the database, so that an outage still shows.
 //
 // Sighting.At is taken after a connection is in hand and just before the
 // statement is sent. PostgreSQL takes the statement's MVCC snapshot when the
