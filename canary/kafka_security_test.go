@@ -17,7 +17,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/slo-scout/slo-canary/canary"
 	"github.com/slo-scout/slo-canary/config"
@@ -38,6 +40,10 @@ type secCase struct {
 	wrongPass    bool
 	noServerName bool
 	passFile     bool // password from kafka.sasl.password_file, else from the environment
+	// kafkaAnswer: the broker answers a wrong password as Apache Kafka does,
+	// SASL_AUTHENTICATION_FAILED in the SASLAuthenticate response, where
+	// kfake on its own closes the connection.
+	kafkaAnswer bool
 	// expectations for a failing case
 	failReason string // observer error reason expected ("" : any)
 	wantLog    string // a failing case: the logged error mentions this (lower case)
@@ -66,6 +72,7 @@ func TestKafkaSecurity(t *testing.T) {
 	bad := []secCase{
 		{name: "wrong_password_scram", mech: "SCRAM-SHA-256", wrongPass: true},
 		{name: "wrong_password_plain", serverTLS: tlsOnly, tls: true, mech: "PLAIN", wrongPass: true, passFile: true},
+		{name: "wrong_password_answered_as_kafka_does", serverTLS: tlsOnly, tls: true, mech: "PLAIN", wrongPass: true, kafkaAnswer: true, failReason: "auth"},
 		{name: "wrong_ca", serverTLS: tlsOnly, tls: true, wrongCA: true, wantLog: "certificate"},
 		{name: "missing_client_cert", serverTLS: mutual, tls: true, wantLog: "certificate"},
 	}
@@ -97,6 +104,20 @@ func runSecCase(t *testing.T, tc secCase, wantOK bool) {
 		t.Fatalf("kfake: %v", err)
 	}
 	t.Cleanup(cluster.Close)
+	if tc.kafkaAnswer {
+		cluster.ControlKey(int16(kmsg.SASLAuthenticate), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+			cluster.KeepControl()
+			req := kreq.(*kmsg.SASLAuthenticateRequest)
+			if parts := bytes.Split(req.SASLAuthBytes, []byte{0}); len(parts) == 3 && string(parts[2]) == password {
+				return nil, nil, false // the right password: kfake handles it
+			}
+			resp := req.ResponseKind().(*kmsg.SASLAuthenticateResponse)
+			resp.ErrorCode = kerr.SaslAuthenticationFailed.Code
+			msg := "Authentication failed: Invalid username or password"
+			resp.ErrorMessage = &msg
+			return resp, nil, true
+		})
+	}
 
 	dir := t.TempDir()
 	var y strings.Builder
@@ -250,7 +271,7 @@ observers:
 		}
 		// The log names the cause, so an operator can fix it.
 		line := logs.lines(t, "ingest topic metadata failed; keeping the last known partitions")[0]
-		if tc.wrongPass {
+		if tc.wrongPass && !tc.kafkaAnswer {
 			// kfake closes the connection on bad credentials where a real
 			// broker first answers SASL_AUTHENTICATION_FAILED (then counted
 			// with reason auth, see probes' classifyKafka), so here the
