@@ -41,12 +41,8 @@ func KafkaOpts(cfg config.Kafka, logger *slog.Logger) ([]kgo.Opt, error) {
 		opts = append(opts, kgo.Dialer(dialer.DialContext))
 	}
 	if m := strings.ToUpper(cfg.SASL.Mechanism); m != "" {
+		// PLAIN without TLS is allowed, and warned about by config.Warnings.
 		user, pass := cfg.SASL.Username, cfg.SASL.Password.Reveal()
-		if m == "PLAIN" && !cfg.TLS.Enabled {
-			// PLAIN sends the password as is; only TLS protects it.
-			logger.Warn("kafka SASL PLAIN without TLS sends the password in clear text; set kafka.tls.enabled",
-				"component", "kafka")
-		}
 		switch m {
 		case "PLAIN":
 			opts = append(opts, kgo.SASL(plain.Auth{User: user, Pass: pass}.AsMechanism()))

@@ -8,15 +8,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/google/uuid"
 )
 
 // MarkerState is one tracked marker as a checkpoint holds it: the marker and,
-// by stage name, where it was already seen or declared lost. Export shares
-// the Seen and Lost lists between markers: read them, do not modify them.
+// by stage name, where it was already seen or declared lost.
 type MarkerState struct {
 	Marker     Marker
 	Seen, Lost []string
@@ -27,38 +25,34 @@ func (t *Tracker) Export() []MarkerState {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.settle()
-	names := make([]string, len(t.stages))
-	for n, i := range t.names {
-		names[i] = n
-	}
-	// Markers share few combinations of stages: one list per combination,
-	// so that a checkpoint of many markers does not allocate two per marker.
-	lists := map[uint16][]string{}
-	list := func(bits uint16) []string {
-		if bits == 0 {
-			return nil
-		}
-		l, ok := lists[bits]
-		if !ok {
-			for s := range t.stages {
-				if bits&(1<<s) != 0 {
-					l = append(l, names[s])
-				}
-			}
-			l = slices.Clip(l)
-			lists[bits] = l
-		}
-		return l
-	}
+	names := t.stageNames()
 	out := make([]MarkerState, 0, len(t.index))
 	for _, i := range t.ord {
 		e := t.slot(i)
 		if e.flags&flagAbandoned != 0 {
 			continue
 		}
-		out = append(out, MarkerState{Marker: t.marker(e), Seen: list(e.seen), Lost: list(e.lost)})
+		ms := MarkerState{Marker: t.marker(e)}
+		for s := range t.stages {
+			if e.seen&(1<<s) != 0 {
+				ms.Seen = append(ms.Seen, names[s])
+			}
+			if e.lost&(1<<s) != 0 {
+				ms.Lost = append(ms.Lost, names[s])
+			}
+		}
+		out = append(out, ms)
 	}
 	return out
+}
+
+// stageNames returns the stages' names by index; t.mu must be held.
+func (t *Tracker) stageNames() []string {
+	names := make([]string, len(t.stages))
+	for n, i := range t.names {
+		names[i] = n
+	}
+	return names
 }
 
 // Restore tracks a marker from a checkpoint as recovered, with the stages it
@@ -139,10 +133,7 @@ func (t *Tracker) exportCompact(instance string) ([]string, []checkpointMarker) 
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.settle()
-	stages := make([]string, len(t.stages))
-	for n, i := range t.names {
-		stages[i] = n
-	}
+	stages := t.stageNames()
 	out := make([]checkpointMarker, 0, len(t.index))
 	for _, i := range t.ord {
 		e := t.slot(i)
@@ -157,36 +148,6 @@ func (t *Tracker) exportCompact(instance string) ([]string, []checkpointMarker) 
 			SentAt: m.SentAt.UnixNano(), Seen: e.seen, Lost: e.lost})
 	}
 	return stages, out
-}
-
-// SaveCheckpoint writes states of instance to path, as the tracker's
-// SaveCheckpoint does (tests, tools).
-func SaveCheckpoint(path, instance string, now time.Time, states []MarkerState) error {
-	var stages []string
-	bits := func(names []string) uint16 {
-		var b uint16
-		for _, n := range names {
-			i := slices.Index(stages, n)
-			if i < 0 {
-				i = len(stages)
-				stages = append(stages, n)
-			}
-			b |= 1 << i
-		}
-		return b
-	}
-	markers := make([]checkpointMarker, 0, len(states))
-	for _, s := range states {
-		if s.Marker.Instance != instance {
-			continue
-		}
-		markers = append(markers, checkpointMarker{ID: s.Marker.ID, Run: s.Marker.Run, Partition: s.Marker.Partition,
-			Seq: s.Marker.Seq, SentAt: s.Marker.SentAt.UnixNano(), Seen: bits(s.Seen), Lost: bits(s.Lost)})
-	}
-	if len(stages) > 16 {
-		return fmt.Errorf("checkpoint %s: %d stages, at most 16", path, len(stages))
-	}
-	return writeCheckpoint(path, checkpointHeader{Version: checkpointVersion, SavedAt: now, Instance: instance, Stages: stages}, markers)
 }
 
 func writeCheckpoint(path string, h checkpointHeader, markers []checkpointMarker) error {

@@ -49,7 +49,7 @@ func TestCheckpointResumesExactly(t *testing.T) {
 	}
 
 	path := filepath.Join(t.TempDir(), "state")
-	if err := SaveCheckpoint(path, "c1", t0.Add(14*time.Second), a.Export()); err != nil {
+	if err := a.SaveCheckpoint(path, "c1", t0.Add(14*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	states, savedAt, err := LoadCheckpoint(path, "c1")
@@ -100,13 +100,13 @@ func TestLoadCheckpointErrors(t *testing.T) {
 		t.Errorf("garbage: %v, want a 'damaged' error", err)
 	}
 	other := filepath.Join(dir, "other")
-	if err := SaveCheckpoint(other, "c2", time.Now(), nil); err != nil {
+	if err := twoStageTracker(t).SaveCheckpoint(other, "c2", time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := LoadCheckpoint(other, "c1"); err == nil || !strings.Contains(err.Error(), `instance "c2"`) {
 		t.Errorf("another instance's file: %v", err)
 	}
-	if err := SaveCheckpoint(filepath.Join(dir, "no", "such", "dir"), "c1", time.Now(), nil); err == nil {
+	if err := twoStageTracker(t).SaveCheckpoint(filepath.Join(dir, "no", "such", "dir"), "c1", time.Now()); err == nil {
 		t.Error("saving into a missing directory succeeded")
 	}
 }

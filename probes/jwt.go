@@ -23,9 +23,6 @@ import (
 // reload; should the file turn unreadable or empty, the last good value
 // stays in use and the problem is logged once.
 func newBearer(auth config.QueryAuth, log *slog.Logger) (func() (string, error), error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	switch {
 	case auth.Token != "" && auth.JWTSigningKey != "":
 		return nil, errors.New("a token and a jwt_signing_key are both set")

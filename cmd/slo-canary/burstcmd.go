@@ -91,6 +91,7 @@ func runOneShot(cmd *cobra.Command, o oneShot, gate bool) error {
 	}
 	out, errw := cmd.OutOrStdout(), cmd.ErrOrStderr()
 	logger := newLogger(cfg.Log, errw)
+	logWarnings(logger, cfg)
 	ctx := cmd.Context()
 	rep := &oneShotReport{Started: time.Now()}
 

@@ -132,8 +132,9 @@ func TestDaemonServesAndShutsDown(t *testing.T) {
 	addrs := make(chan net.Addr, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	var logs lockedBuffer
 	go func() {
-		done <- runDaemon(ctx, &c, newLogger(config.Log{Level: "error"}, os.Stderr), &daemonHooks{
+		done <- runDaemon(ctx, &c, newLogger(config.Log{Level: "warn", Format: "json"}, &logs), &daemonHooks{
 			started: func(_ *canary.Service, a net.Addr) { addrs <- a },
 		})
 	}()
@@ -150,6 +151,11 @@ func TestDaemonServesAndShutsDown(t *testing.T) {
 	}
 	if code, _ := get("/healthz"); code != 200 {
 		t.Errorf("/healthz %d", code)
+	}
+	// The defaults' placeholder journey is valid but not meant: the daemon
+	// says so at start, naming the key (logged before it listens).
+	if !strings.Contains(logs.String(), `"msg":"config warning","warning":"queries.probes.sli.rotate.journey_ids: holds the placeholder`) {
+		t.Errorf("no config warning for the placeholder journey logged:\n%s", logs.String())
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {

@@ -41,6 +41,7 @@ of each run. The daemon (slo-canary run) schedules the same runs by cron.`,
 				return err
 			}
 			logger := newLogger(cfg.Log, cmd.ErrOrStderr())
+			logWarnings(logger, cfg)
 			rep, err := queries.RunOnce(cmd.Context(), cfg, queries.OnceOptions{Runs: runs, Logger: logger.With("component", "queries")})
 			switch {
 			case err != nil && cmd.Context().Err() != nil:

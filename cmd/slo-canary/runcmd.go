@@ -80,6 +80,15 @@ func loadConfig(path string, cmd *cobra.Command) (*config.Config, error) {
 	return cfg, nil
 }
 
+// logWarnings logs what is valid in cfg but almost certainly not meant:
+// every command that runs calls it once it has a logger (the daemon at each
+// reload too); check-config prints the same list.
+func logWarnings(logger *slog.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings() {
+		logger.Warn("config warning", "warning", w)
+	}
+}
+
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.Level)); err != nil {
@@ -148,9 +157,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, hoo
 // buildParts builds the daemon's long-running parts, registering their
 // metrics on reg. A config reload builds them again on a fresh registry.
 func buildParts(ctx context.Context, cfg *config.Config, reg prometheus.Registerer, logger *slog.Logger) (*canary.Service, []part, error) {
-	for _, w := range cfg.Warnings() {
-		logger.Warn("config warning", "warning", w)
-	}
+	logWarnings(logger, cfg)
 	svc, err := canary.New(ctx, canary.Options{Config: cfg, Registerer: reg, Logger: logger})
 	if err != nil {
 		return nil, nil, &exitError{code: exitFailure, err: fmt.Errorf("start: %w", err)}
