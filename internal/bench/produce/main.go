@@ -24,6 +24,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -48,7 +49,7 @@ func main() {
 func run() error {
 	var (
 		serve      = flag.Bool("serve", false, "internal: run the kfake broker and print its address")
-		n          = flag.Int("n", 1_000_000, "records per Go and kcat peer")
+		n          = flag.Int("n", 2_000_000, "records per Go and kcat peer")
 		nPython    = flag.Int("n-python", 100_000, "records for kafka-python (it is slow)")
 		partitions = flag.Int("partitions", 10, "partitions of each topic")
 		python     = flag.String("python", "/usr/bin/python3", "python interpreter with the kafka module (Debian python3-kafka)")
@@ -56,11 +57,16 @@ func run() error {
 		cpuprofile = flag.String("cpuprofile", "", "write a CPU profile of this process (the producers) here")
 		repeat     = flag.Int("repeat", 3, "rounds; the table shows each peer's median")
 		codec      = flag.String("compression", "snappy", "compression for every peer: none, snappy (SLO-Scout's collectors), lz4 or zstd")
+		brokerProf = flag.String("broker-cpuprofile", "", "write a CPU profile of the broker process here")
+		storage    = flag.Bool("broker-storage", false, "the broker stores what it is sent in its in-memory log; by default it acknowledges without storing (kfake.BlackholeProduce), keeping the broker's copying off the producer's two cores")
+		buffered   = flag.Int("max-buffered", 1<<17, "kgo.MaxBufferedRecords for the Go peers")
+		linger     = flag.Duration("linger", 10*time.Millisecond, "kgo.ProducerLinger for the Go peers")
 	)
 	flag.Parse()
 	compression = *codec
+	maxBuffered, lingerFor = *buffered, *linger
 	if *serve {
-		return serveBroker(int32(*partitions))
+		return serveBroker(int32(*partitions), *brokerProf, !*storage)
 	}
 
 	if *cpuprofile != "" {
@@ -73,12 +79,17 @@ func run() error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	broker, stop, err := startBroker(*partitions)
+	broker, stop, err := startBroker(*partitions, *brokerProf, !*storage)
 	if err != nil {
 		return err
 	}
 	defer stop()
-	fmt.Printf("broker: kfake in another process at %s; %d partitions per topic; acks=all, linger 10ms, compression %s\n\n", broker, *partitions, compression)
+	stores := "acknowledges without storing (kfake.BlackholeProduce)"
+	if *storage {
+		stores = "stores every batch in its in-memory log"
+	}
+	fmt.Printf("broker: kfake in another process at %s, %s; %d partitions per topic\nproducers: acks=all, linger %s, compression %s, up to %d records buffered\n\n",
+		broker, stores, *partitions, lingerFor, compression, maxBuffered)
 
 	// Every peer sends the same bytes: load events built in advance by the
 	// runner's own generator (the runner builds its own on the fly). They
@@ -151,6 +162,14 @@ func median(rs []row) row {
 	}
 	slices.Sort(cpus)
 	m.cpu = time.Duration(cpus[len(cpus)/2] * float64(m.records))
+	if m.allocs >= 0 {
+		allocs := make([]float64, len(rs))
+		for i, r := range rs {
+			allocs[i] = r.allocs
+		}
+		slices.Sort(allocs)
+		m.allocs = allocs[len(allocs)/2]
+	}
 	return m
 }
 
@@ -160,6 +179,7 @@ type row struct {
 	bytes   float64 // mean value size
 	elapsed time.Duration
 	cpu     time.Duration // the producer's user+system time
+	allocs  float64       // heap allocations per record in this process (Go peers), -1 if not known
 }
 
 func (r row) rate() float64 { return float64(r.records) / r.elapsed.Seconds() }
@@ -171,15 +191,19 @@ func printTable(rows []row) {
 			bare = r.rate()
 		}
 	}
-	fmt.Printf("\nmedians:\n| %-44s | %9s | %7s | %12s | %8s | %14s |\n", "producer", "records", "bytes", "records/s", "vs bare*", "CPU µs/record")
-	fmt.Printf("|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 46), strings.Repeat("-", 11), strings.Repeat("-", 9), strings.Repeat("-", 14), strings.Repeat("-", 10), strings.Repeat("-", 16))
+	fmt.Printf("\nmedians:\n| %-44s | %9s | %7s | %12s | %8s | %14s | %14s |\n", "producer", "records", "bytes", "records/s", "vs bare*", "CPU µs/record", "allocs/record")
+	fmt.Printf("|%s|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 46), strings.Repeat("-", 11), strings.Repeat("-", 9), strings.Repeat("-", 14), strings.Repeat("-", 10), strings.Repeat("-", 16), strings.Repeat("-", 16))
 	for _, r := range rows {
 		ratio := "-"
 		if bare > 0 {
 			ratio = fmt.Sprintf("%.2f", r.rate()/bare)
 		}
-		fmt.Printf("| %-44s | %9d | %7.0f | %12.0f | %8s | %14.2f |\n", r.name, r.records, r.bytes, r.rate(), ratio,
-			float64(r.cpu.Microseconds())/float64(r.records))
+		allocs := "-"
+		if r.allocs >= 0 {
+			allocs = fmt.Sprintf("%.3f", r.allocs)
+		}
+		fmt.Printf("| %-44s | %9d | %7.0f | %12.0f | %8s | %14.2f | %14s |\n", r.name, r.records, r.bytes, r.rate(), ratio,
+			float64(r.cpu.Microseconds())/float64(r.records), allocs)
 	}
 	fmt.Println("\n* vs the bare loop sending the same events built in advance. The one-value loop's batches")
 	fmt.Println("  compress to almost nothing, so it measures the broker's ceiling, not a realistic load.")
@@ -187,8 +211,22 @@ func printTable(rows []row) {
 
 // serveBroker is the child process: a kfake cluster until stdin closes or a
 // signal comes.
-func serveBroker(partitions int32) error {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(int(partitions)))
+func serveBroker(partitions int32, profile string, blackhole bool) error {
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.DefaultNumPartitions(int(partitions))}
+	if blackhole {
+		opts = append(opts, kfake.BlackholeProduce())
+	}
+	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		return err
 	}
@@ -204,12 +242,12 @@ func serveBroker(partitions int32) error {
 	return nil
 }
 
-func startBroker(partitions int) (string, func(), error) {
+func startBroker(partitions int, profile string, blackhole bool) (string, func(), error) {
 	self, err := os.Executable()
 	if err != nil {
 		return "", nil, err
 	}
-	cmd := exec.Command(self, "-serve", fmt.Sprintf("-partitions=%d", partitions))
+	cmd := exec.Command(self, "-serve", fmt.Sprintf("-partitions=%d", partitions), "-broker-cpuprofile="+profile, fmt.Sprintf("-broker-storage=%t", !blackhole))
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return "", nil, err
@@ -245,7 +283,11 @@ func createTopic(broker, topic string, partitions int32) error {
 // producerOpts are the burst runner's producer settings (canary/burst.go),
 // given to the bare loop too so that the two differ only in what they do
 // per record.
-var compression = "none"
+var (
+	compression = "none"
+	maxBuffered = 1 << 17
+	lingerFor   = 10 * time.Millisecond
+)
 
 func producerOpts(broker, topic string) []kgo.Opt {
 	codec := map[string]kgo.CompressionCodec{"none": kgo.NoCompression(), "snappy": kgo.SnappyCompression(),
@@ -255,8 +297,8 @@ func producerOpts(broker, topic string) []kgo.Opt {
 		kgo.DefaultProduceTopic(topic),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerLinger(10 * time.Millisecond),
-		kgo.MaxBufferedRecords(1 << 17),
+		kgo.ProducerLinger(lingerFor),
+		kgo.MaxBufferedRecords(maxBuffered),
 		kgo.ProducerBatchCompression(codec),
 	}
 }
@@ -293,6 +335,13 @@ func meanSize(events [][]byte) float64 {
 	return float64(sum) / float64(len(events))
 }
 
+// mallocs counts this process's heap allocations so far.
+func mallocs() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.Mallocs
+}
+
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
@@ -317,25 +366,28 @@ func bareLoop(broker, topic string, partitions int32, events [][]byte) (row, err
 			failed = err
 		}
 	}
-	c0, t0 := cpuTime(), time.Now()
+	m0, c0, t0 := mallocs(), cpuTime(), time.Now()
 	for i, v := range events {
 		cl.Produce(ctx, &kgo.Record{Value: v, Partition: int32(i) % partitions}, done)
 	}
 	if err := cl.Flush(ctx); err != nil {
 		return row{}, err
 	}
-	el, cpu := time.Since(t0), cpuTime()-c0
+	el, cpu, allocs := time.Since(t0), cpuTime()-c0, mallocs()-m0
 	if failed != nil {
 		return row{}, failed
 	}
-	return row{name: "bare franz-go loop (events built in advance)", records: len(events), bytes: meanSize(events), elapsed: el, cpu: cpu}, nil
+	return row{name: "bare franz-go loop (events built in advance)", records: len(events), bytes: meanSize(events), elapsed: el, cpu: cpu,
+		allocs: float64(allocs) / float64(len(events))}, nil
 }
 
-// benchTemplates make load events of about 300 bytes, like the peers'.
+// benchTemplates make load events of about 300 bytes (the record size the
+// issue's reference figures were measured with), in sizes from about 200 to
+// 420 bytes.
 var benchTemplates = []string{
-	"GET {path} completed with status 200 in {ms}ms for user {email} from {ip} {text}",
-	"order {uuid} placed with {int} items for {int} cents by {email} {text}",
-	"cache miss for key {hex}, fetching from origin {ip} after {ms}ms {text}",
+	"GET {path} completed with status 200 in {ms}ms for user {email} from {ip}",
+	"order {uuid} placed with {int} items for {int} cents by {email}",
+	"cache miss for key {hex}, fetching from origin {ip} after {ms}ms",
 	"payment {uuid} declined by issuer: {word} (attempt {int}) {text}",
 }
 
@@ -392,19 +444,20 @@ func burstRunner(broker, topic string, partitions int32, n int) (row, error) {
 		}}
 	const rate = 1e9 // events/s: every event is due at once
 	steps := []config.Step{{Rate: rate, Duration: time.Duration(float64(n) / rate * 1e9)}}
-	c0, t0 := cpuTime(), time.Now()
+	m0, c0, t0 := mallocs(), cpuTime(), time.Now()
 	res := p.Run(ctx, t0, steps)
 	if err := cl.Flush(ctx); err != nil {
 		return row{}, err
 	}
-	el, cpu := time.Since(t0), cpuTime()-c0
+	el, cpu, allocs := time.Since(t0), cpuTime()-c0, mallocs()-m0
 	if failed != nil {
 		return row{}, failed
 	}
 	if len(res) != 1 || res[0].Handed != int64(n) {
 		return row{}, fmt.Errorf("runner handed %d of %d events", p.Handed(), n)
 	}
-	return row{name: "burst runner (TelemetryEvents, 0.2% markers)", records: n, bytes: float64(sizeSum) / 10000, elapsed: el, cpu: cpu}, nil
+	return row{name: "burst runner (TelemetryEvents, 0.2% markers)", records: n, bytes: float64(sizeSum) / 10000, elapsed: el, cpu: cpu,
+		allocs: float64(allocs) / float64(n)}, nil
 }
 
 func newID() [16]byte {
@@ -463,7 +516,7 @@ func kcat(broker, topic string, events [][]byte) (row, error) {
 	}
 	el := time.Since(t0)
 	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-	return row{name: "kcat -P (librdkafka)", records: len(events), bytes: meanSize(events), elapsed: el, cpu: cpu}, nil
+	return row{name: "kcat -P (librdkafka)", records: len(events), bytes: meanSize(events), elapsed: el, cpu: cpu, allocs: -1}, nil
 }
 
 const pythonProducer = `
@@ -507,5 +560,5 @@ func kafkaPython(python, broker, topic string, events [][]byte) (row, error) {
 		return row{}, errors.New("kafka-python: no timing in its output")
 	}
 	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-	return row{name: "kafka-python", records: len(events), bytes: meanSize(events), elapsed: time.Duration(secs * float64(time.Second)), cpu: cpu}, nil
+	return row{name: "kafka-python", records: len(events), bytes: meanSize(events), elapsed: time.Duration(secs * float64(time.Second)), cpu: cpu, allocs: -1}, nil
 }
