@@ -5,6 +5,11 @@
 #
 #   scripts/bench-produce.sh [flags of internal/bench/produce, e.g. -n 2000000 -compression none]
 #
+# The broker acknowledges without storing by default (kfake.BlackholeProduce);
+# -broker-storage makes it keep every batch. -runner-rate 1000000 paces the
+# runner as a burst does and prints the slowest and fastest whole second.
+# -h lists the rest (buffer depth, linger, CPU profiles of producer and broker).
+#
 # Then the per-event cost of building and encoding a load event:
 #   go test -run '^$' -bench 'LoadEvent' -benchmem ./canary/
 set -euo pipefail

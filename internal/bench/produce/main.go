@@ -60,6 +60,7 @@ func run() error {
 		brokerProf = flag.String("broker-cpuprofile", "", "write a CPU profile of the broker process here")
 		storage    = flag.Bool("broker-storage", false, "the broker stores what it is sent in its in-memory log; by default it acknowledges without storing (kfake.BlackholeProduce), keeping the broker's copying off the producer's two cores")
 		buffered   = flag.Int("max-buffered", 1<<17, "kgo.MaxBufferedRecords for the Go peers")
+		pace       = flag.Float64("runner-rate", 0, "pace the burst runner at this many events/s, as a burst does (0: as fast as the client takes them)")
 		linger     = flag.Duration("linger", 10*time.Millisecond, "kgo.ProducerLinger for the Go peers")
 	)
 	flag.Parse()
@@ -126,7 +127,7 @@ func run() error {
 			case "bare":
 				r, err = bareLoop(broker, topic, int32(*partitions), need())
 			case "runner":
-				r, err = burstRunner(broker, topic, int32(*partitions), *n)
+				r, err = burstRunner(broker, topic, int32(*partitions), *n, *pace)
 			case "kcat":
 				r, err = kcat(broker, topic, need())
 			case "python":
@@ -395,7 +396,7 @@ var benchTemplates = []string{
 // pacer building real TelemetryEvents (Avro) into pooled records, with 0.2%
 // markers tracked by a tracker, at a rate no producer reaches, so it goes
 // as fast as the client takes records.
-func burstRunner(broker, topic string, partitions int32, n int) (row, error) {
+func burstRunner(broker, topic string, partitions int32, n int, rate float64) (row, error) {
 	cl, err := kgo.NewClient(producerOpts(broker, topic)...)
 	if err != nil {
 		return row{}, err
@@ -442,7 +443,9 @@ func burstRunner(broker, topic string, partitions int32, n int) (row, error) {
 				failed = err
 			}
 		}}
-	const rate = 1e9 // events/s: every event is due at once
+	if rate <= 0 {
+		rate = 1e9 // events/s: every event is due at once
+	}
 	steps := []config.Step{{Rate: rate, Duration: time.Duration(float64(n) / rate * 1e9)}}
 	m0, c0, t0 := mallocs(), cpuTime(), time.Now()
 	res := p.Run(ctx, t0, steps)
@@ -456,7 +459,16 @@ func burstRunner(broker, topic string, partitions int32, n int) (row, error) {
 	if len(res) != 1 || res[0].Handed != int64(n) {
 		return row{}, fmt.Errorf("runner handed %d of %d events", p.Handed(), n)
 	}
-	return row{name: "burst runner (TelemetryEvents, 0.2% markers)", records: n, bytes: float64(sizeSum) / 10000, elapsed: el, cpu: cpu,
+	name := "burst runner (TelemetryEvents, 0.2% markers)"
+	if rate < 1e9 {
+		name = fmt.Sprintf("burst runner paced at %.0fk/s, late ≤ %s", rate/1e3, res[0].MaxBehind.Round(time.Millisecond))
+		if ps := p.PerSecond(); len(ps) > 2 {
+			// Whole seconds only: the last one is cut short by the end.
+			lo, hi := slices.Min(ps[:len(ps)-1]), slices.Max(ps[:len(ps)-1])
+			name += fmt.Sprintf(", seconds %.1fk–%.1fk", float64(lo)/1e3, float64(hi)/1e3)
+		}
+	}
+	return row{name: name, records: n, bytes: float64(sizeSum) / 10000, elapsed: el, cpu: cpu,
 		allocs: float64(allocs) / float64(n)}, nil
 }
 
