@@ -43,18 +43,20 @@ type Pacer struct {
 	// Failed is called for every load event whose produce failed.
 	Failed func(err error)
 
-	slab      *slab // the one being filled
-	freeMu    sync.Mutex
-	free      []*slab // answered for, ready for reuse (last freed on top: warmest)
-	slabsMade int
-	acked     atomic.Int64
-	failed    atomic.Int64
-	handed    atomic.Int64 // published every batch, for progress and the guard
-	markers   int64
-	perSecond []int64         // handed per wall-clock second since Start
-	behind    []time.Duration // the most the pacer ran late in each second
-	start     time.Time
-	timer     *time.Timer
+	slab   *slab // the one being filled
+	freeMu sync.Mutex
+	free   []*slab // answered for, ready for reuse (last freed on top: warmest)
+	done   bool    // Run returned: slabs answered for from now on go to the GC
+	// Slabs made, taken (made or reused) and released: for tests.
+	slabsMade, slabsTaken, slabsReleased int
+	acked                                atomic.Int64
+	failed                               atomic.Int64
+	handed                               atomic.Int64 // published every batch, for progress and the guard
+	markers                              int64
+	perSecond                            []int64         // handed per wall-clock second since Start
+	behind                               []time.Duration // the most the pacer ran late in each second
+	start                                time.Time
+	timer                                *time.Timer
 }
 
 // StepResult is what the pacer did in one step.
@@ -129,6 +131,7 @@ func (p *Pacer) retire() {
 }
 
 func (p *Pacer) takeSlab() *slab {
+	p.slabsTaken++
 	p.freeMu.Lock()
 	if n := len(p.free); n > 0 {
 		s := p.free[n-1]
@@ -160,7 +163,20 @@ func (p *Pacer) release(s *slab) {
 	clear(s.recs) // drop references (contexts, keys) the client left behind
 	s.recs, s.buf = s.recs[:0], s.buf[:0]
 	p.freeMu.Lock()
-	p.free = append(p.free, s)
+	p.slabsReleased++
+	if !p.done {
+		p.free = append(p.free, s)
+	}
+	p.freeMu.Unlock()
+}
+
+// drop lets the GC have the slabs once the load is over: a burst then waits
+// minutes for its markers, and the slabs of a million-events-a-second step
+// come to tens of megabytes.
+func (p *Pacer) drop() {
+	p.retire()
+	p.freeMu.Lock()
+	p.done, p.free = true, nil
 	p.freeMu.Unlock()
 }
 
@@ -191,7 +207,7 @@ func (p *Pacer) Behind() []time.Duration { return p.behind }
 func (p *Pacer) Run(ctx context.Context, start time.Time, steps []config.Step) []StepResult {
 	p.init(start)
 	defer p.timer.Stop()
-	defer p.retire()
+	defer p.drop()
 	var out []StepResult
 	at := start
 	for _, st := range steps {
