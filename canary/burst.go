@@ -257,7 +257,9 @@ func (r *BurstRunner) Run(ctx context.Context, profile string, steps []config.St
 
 // producer builds the burst's client: the collectors' settings from the
 // contract (acks=all, idempotence, the configured compression, linger 10ms),
-// a manual partitioner, and a buffer deep enough for the highest rate.
+// a manual partitioner, and a buffer deep enough for the highest rate but
+// bounded in bytes too, so that large configured events cannot make it a
+// memory problem (the pacer's slabs hold what the client buffers).
 func (r *BurstRunner) producer(ctx context.Context) (*kgo.Client, []int32, error) {
 	c := r.cfg.Canary
 	opts := append(slices.Clone(r.svc.kopts),
@@ -267,6 +269,7 @@ func (r *BurstRunner) producer(ctx context.Context) (*kgo.Client, []int32, error
 		kgo.RecordDeliveryTimeout(c.ProduceTimeout),
 		kgo.ProducerLinger(10*time.Millisecond),
 		kgo.MaxBufferedRecords(1<<17),
+		kgo.MaxBufferedBytes(128<<20),
 		kgo.ProducerBatchCompression(compression(c.Compression)),
 	)
 	opts = append(opts, r.o.ProducerOpts...)

@@ -20,8 +20,10 @@ import (
 // so the achieved rate can be shown second by second.
 //
 // Load events are built straight into slabs (LoadGen): a slab holds the
-// records of consecutive events and their values one after another, and is
-// reused whole once Kafka has answered for every record in it. The hot loop
+// records of consecutive events of one partition and their values one after
+// another, and is reused whole once Kafka has answered for every record in
+// it. One partition's records are answered in order, so a slow partition
+// holds only its own slabs, never everyone's. The hot loop
 // so allocates nothing and writes memory in order: at a million events a
 // second, scattered per-record buffers cost more in cache misses than
 // building the events does. A marker, every 1/MarkerShare events, is built
@@ -43,7 +45,7 @@ type Pacer struct {
 	// Failed is called for every load event whose produce failed.
 	Failed func(err error)
 
-	slab   *slab // the one being filled
+	slabs  []*slab // the one being filled, per partition (index in Partitions)
 	freeMu sync.Mutex
 	free   []*slab // answered for, ready for reuse (last freed on top: warmest)
 	done   bool    // Run returned: slabs answered for from now on go to the GC
@@ -83,10 +85,11 @@ func (r StepResult) Elapsed() time.Duration {
 }
 
 // A slab's size: enough records that taking a slab is rare, small enough
-// that the slabs in flight stay close to what the client buffers.
+// that one partly filled slab per partition costs little (42 KiB, records
+// included) and the slabs held stay close to what the client buffers.
 const (
-	slabRecords = 256
-	slabBytes   = 128 << 10
+	slabRecords = 64
+	slabBytes   = 32 << 10
 	// slabHeadroom is the room a slab must have left for another event; an
 	// event that still does not fit goes to the heap (correct, just not free).
 	slabHeadroom = 2 << 10
@@ -104,27 +107,31 @@ type slab struct {
 	done func(*kgo.Record, error) // the promise of its records
 }
 
-// record returns the next record of the current slab and where its value
-// is to be built, taking a fresh slab when this one is full.
-func (p *Pacer) record() (*kgo.Record, *slab) {
-	s := p.slab
+// record returns the next record of partition i's slab (i indexes
+// Partitions) and where its value is to be built, taking a fresh slab when
+// that one is full.
+func (p *Pacer) record(i int) (*kgo.Record, *slab) {
+	if p.slabs == nil {
+		p.slabs = make([]*slab, len(p.Partitions))
+	}
+	s := p.slabs[i]
 	if s == nil || len(s.recs) == cap(s.recs) || cap(s.buf)-len(s.buf) < slabHeadroom {
-		p.retire()
+		p.retire(i)
 		s = p.takeSlab()
-		p.slab = s
+		p.slabs[i] = s
 	}
 	s.recs = s.recs[:len(s.recs)+1]
 	return &s.recs[len(s.recs)-1], s
 }
 
-// retire lets go of the current slab: it is freed when its last record is
-// answered for, now if they all are.
-func (p *Pacer) retire() {
-	s := p.slab
+// retire lets go of partition i's slab: it is freed when its last record
+// is answered for, now if they all are.
+func (p *Pacer) retire(i int) {
+	s := p.slabs[i]
 	if s == nil {
 		return
 	}
-	p.slab = nil
+	p.slabs[i] = nil
 	if s.refs.Add(int64(len(s.recs))) == 0 {
 		p.release(s)
 	}
@@ -174,7 +181,9 @@ func (p *Pacer) release(s *slab) {
 // minutes for its markers, and the slabs of a million-events-a-second step
 // come to tens of megabytes.
 func (p *Pacer) drop() {
-	p.retire()
+	for i := range p.slabs {
+		p.retire(i)
+	}
 	p.freeMu.Lock()
 	p.done, p.free = true, nil
 	p.freeMu.Unlock()
@@ -254,7 +263,7 @@ func (p *Pacer) step(ctx context.Context, start time.Time, st config.Step) StepR
 					continue
 				}
 			}
-			r, s := p.record()
+			r, s := p.record(int(n % nparts))
 			at := len(s.buf)
 			val, key := p.Gen.Event(s.buf[at:at], now)
 			if len(val) <= cap(s.buf)-at { // built in place, not moved to the heap

@@ -2,6 +2,8 @@ package canary
 
 import (
 	"context"
+	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -119,5 +121,133 @@ func TestPacerSlabs(t *testing.T) {
 	}
 	if got != n {
 		t.Fatalf("read %d events, sent %d", got, n)
+	}
+}
+
+// TestPacerSlabRefcount drives the slabs directly, without a broker: records
+// handed out on four partitions, values of varied sizes (slabs also roll
+// over on bytes), promises answered in random subsets from several
+// goroutines, some before their slab is retired. No slab is ever on the free
+// list while a record of it is unanswered, every slab taken is released
+// exactly once, and a partition whose records are never answered holds only
+// its own slabs.
+func TestPacerSlabRefcount(t *testing.T) {
+	p := &Pacer{Partitions: []int32{0, 1, 2, 3}}
+	rng := rand.New(rand.NewPCG(1, 2))
+	type handed struct {
+		s *slab
+		r *kgo.Record
+	}
+	var mu sync.Mutex
+	unanswered := map[*slab]int{} // records handed from the slab's current round
+	var pending []handed
+	answer := func(batch []handed) {
+		var wg sync.WaitGroup
+		for w := range 4 {
+			wg.Go(func() {
+				for i := w; i < len(batch); i += 4 {
+					h := batch[i]
+					mu.Lock()
+					unanswered[h.s]--
+					mu.Unlock()
+					h.s.done(h.r, nil)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	check := func(round int) {
+		p.freeMu.Lock()
+		defer p.freeMu.Unlock()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, s := range p.free {
+			if n := unanswered[s]; n != 0 {
+				t.Fatalf("round %d: a slab is free with %d records unanswered", round, n)
+			}
+		}
+	}
+	hand := func(i int, answerable bool) {
+		part := i % len(p.Partitions)
+		r, s := p.record(part)
+		if room := cap(s.buf) - len(s.buf); room >= i%700 {
+			s.buf = s.buf[:len(s.buf)+i%700]
+		}
+		mu.Lock()
+		unanswered[s]++
+		mu.Unlock()
+		if answerable || part != 0 {
+			pending = append(pending, handed{s, r})
+		}
+	}
+
+	// Every partition answered, out of order.
+	i := 0
+	for round := range 100 {
+		for range 1000 {
+			hand(i, true)
+			i++
+		}
+		rng.Shuffle(len(pending), func(a, b int) { pending[a], pending[b] = pending[b], pending[a] })
+		k := rng.IntN(len(pending) + 1)
+		answer(pending[:k])
+		pending = append(pending[:0], pending[k:]...)
+		check(round)
+	}
+	answer(pending)
+	pending = pending[:0]
+	check(100)
+
+	// Partition 0 stalls: its records are never answered. The slabs held
+	// are those its records fill, plus one partly filled per partition.
+	before := p.slabsMade
+	const stalled = 40000
+	for range stalled {
+		hand(i, false)
+		i++
+		if len(pending) >= 3000 {
+			answer(pending)
+			pending = pending[:0]
+		}
+	}
+	answer(pending)
+	pending = pending[:0]
+	p.freeMu.Lock()
+	held := p.slabsMade - len(p.free)
+	p.freeMu.Unlock()
+	// A slab takes at least this many of the stalled partition's records
+	// before it rolls over (on records or on bytes, values up to 699 bytes).
+	perSlab := min(slabRecords, (slabBytes-slabHeadroom)/700)
+	if most := stalled/len(p.Partitions)/perSlab + 1 + len(p.Partitions); held > most {
+		t.Errorf("a stalled partition holds %d slabs (%d made since the stall), want at most %d", held, p.slabsMade-before, most)
+	}
+
+	p.drop()
+	p.freeMu.Lock()
+	kept := len(p.free)
+	p.freeMu.Unlock()
+	if kept != 0 {
+		t.Errorf("%d slabs kept after drop", kept)
+	}
+	if p.slabsReleased >= p.slabsTaken {
+		t.Fatalf("%d of %d slabs released with partition 0 unanswered", p.slabsReleased, p.slabsTaken)
+	}
+	// Partition 0 answers at last.
+	var rest []handed
+	mu.Lock()
+	for s, n := range unanswered {
+		for j := len(s.recs) - n; j < len(s.recs); j++ {
+			rest = append(rest, handed{s, &s.recs[j]})
+		}
+	}
+	mu.Unlock()
+	answer(rest)
+	p.freeMu.Lock()
+	defer p.freeMu.Unlock()
+	if p.slabsReleased != p.slabsTaken {
+		t.Errorf("%d of %d slabs released", p.slabsReleased, p.slabsTaken)
+	}
+	if p.Acked() != int64(i) {
+		t.Errorf("%d promises answered, %d records handed", p.Acked(), i)
 	}
 }

@@ -300,6 +300,7 @@ func producerOpts(broker, topic string) []kgo.Opt {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(lingerFor),
 		kgo.MaxBufferedRecords(maxBuffered),
+		kgo.MaxBufferedBytes(128 << 20),
 		kgo.ProducerBatchCompression(codec),
 	}
 }
