@@ -46,8 +46,20 @@ one-line summary every few seconds. No outside services are needed. Ctrl-C exits
 			logger := newLogger(logConfig(level), cmd.ErrOrStderr())
 			ready := make(chan testbed.ServeInfo, 1)
 			g, ctx := errgroup.WithContext(cmd.Context())
+			// The pipeline outlives the canary: on Ctrl-C the canary stops
+			// first (its last produces and polls still find Kafka and the
+			// database), then the pipeline.
+			tbCtx, stopTestbed := context.WithCancel(context.Background())
+			defer stopTestbed()
+			daemonDone := make(chan struct{})
 			g.Go(func() error {
-				return testbed.Serve(ctx, testbed.ServeOptions{
+				<-ctx.Done()
+				<-daemonDone
+				stopTestbed()
+				return nil
+			})
+			g.Go(func() error {
+				return testbed.Serve(tbCtx, testbed.ServeOptions{
 					Pipeline:   testbed.PipelineConfig{Partitions: partitions, Faults: faults.faults},
 					NoPostgres: noPG,
 					Out:        out,
@@ -59,10 +71,12 @@ one-line summary every few seconds. No outside services are needed. Ctrl-C exits
 			select {
 			case info = <-ready:
 			case <-ctx.Done():
+				close(daemonDone)
 				return demoExit(g.Wait())
 			}
 			cfg, err := demoConfig(info, listen, rate, level)
 			if err != nil {
+				close(daemonDone)
 				return &exitError{code: exitFailure, err: err}
 			}
 			if info.DSN != "" {
@@ -71,6 +85,7 @@ one-line summary every few seconds. No outside services are needed. Ctrl-C exits
 				fmt.Fprintln(out, "stages:   capsules (capsule-events topic) only: PostgreSQL (initdb) not found")
 			}
 			g.Go(func() error {
+				defer close(daemonDone)
 				return runDaemon(ctx, cfg, logger.With("component", "canary"), &daemonHooks{
 					started: func(svc *canary.Service, addr net.Addr) {
 						fmt.Fprintf(out, "metrics:  http://%s/metrics\n", addr)
