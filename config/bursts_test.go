@@ -57,6 +57,27 @@ func TestBurstProfileFromEnv(t *testing.T) {
 	}
 }
 
+// A profile named only in the environment is added, as observers and query
+// probes are (before, its variables were silently ignored).
+func TestBurstProfileEnvOnly(t *testing.T) {
+	isolateEnv(t)
+	t.Setenv("SLO_CANARY_BURSTS_PROFILES_WEEKLY_STEPS", "50/s for 10s,100/s for 5s")
+	t.Setenv("SLO_CANARY_BURSTS_PROFILES_WEEKLY_SCHEDULE", "0 4 * * 0")
+	c, err := Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, ok := c.Bursts.Profiles["weekly"]
+	if !ok || p.Schedule != "0 4 * * 0" || !slices.Equal(p.Steps, []string{"50/s for 10s", "100/s for 5s"}) {
+		t.Errorf("profiles = %+v", c.Bursts.Profiles)
+	}
+	for _, w := range c.Warnings() {
+		if strings.Contains(w, "PROFILES") {
+			t.Errorf("warning: %s", w)
+		}
+	}
+}
+
 func TestBurstProfileDefault(t *testing.T) {
 	b := BurstsDefaults()
 	name, steps, err := b.Profile("")

@@ -21,6 +21,10 @@ type Config struct {
 	Bursts      Bursts      `mapstructure:"bursts"`
 	ConsumerLag ConsumerLag `mapstructure:"consumer_lag"`
 	Queries     Queries     `mapstructure:"queries"` // query probes: see queries.go
+
+	// ignoredEnv are SLO_CANARY_* variables of the environment that set no
+	// key (a typo, a key that does not exist): warned about, never silent.
+	ignoredEnv []string
 }
 
 // Log configures log/slog.

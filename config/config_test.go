@@ -323,7 +323,47 @@ func TestEnvOverridesEveryKey(t *testing.T) {
 			if got := leaves(c)[key].Interface(); !reflect.DeepEqual(got, want) {
 				t.Errorf("%s=%s: %s = %#v, want %#v", EnvName(key), env, key, got, want)
 			}
+			if len(c.ignoredEnv) != 0 {
+				t.Errorf("%s=%s: reported as setting no key: %v", EnvName(key), env, c.ignoredEnv)
+			}
 		})
+	}
+}
+
+// TestIgnoredEnvWarned: a SLO_CANARY_* variable that sets no key (a typo) is
+// a warning naming the variable, never its value; Kubernetes' service links
+// for a Service named slo-canary are not config and pass in silence.
+func TestIgnoredEnvWarned(t *testing.T) {
+	isolateEnv(t)
+	t.Setenv("SLO_CANARY_CANARY_RATEE", "hunter2-typo-value")
+	t.Setenv("SLO_CANARY_KAFKA_SASL_PASSWORDD", "hunter2-secret")
+	t.Setenv("SLO_CANARY_CANARY_RATE", "2")
+	for _, link := range []string{"SLO_CANARY_SERVICE_HOST", "SLO_CANARY_SERVICE_PORT", "SLO_CANARY_SERVICE_PORT_METRICS",
+		"SLO_CANARY_PORT", "SLO_CANARY_PORT_9464_TCP", "SLO_CANARY_PORT_9464_TCP_ADDR"} {
+		t.Setenv(link, "10.0.0.1")
+	}
+	c, err := Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range c.Warnings() {
+		if strings.HasPrefix(w, "SLO_CANARY_") {
+			got = append(got, w)
+		}
+		if strings.Contains(w, "hunter2") {
+			t.Errorf("a warning shows a value: %s", w)
+		}
+	}
+	want := []string{
+		"SLO_CANARY_CANARY_RATEE: sets no config key (see check-config for the keys), ignored",
+		"SLO_CANARY_KAFKA_SASL_PASSWORDD: sets no config key (see check-config for the keys), ignored",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("warnings %q, want %q", got, want)
+	}
+	if c.Canary.Rate != 2 {
+		t.Errorf("canary.rate = %v", c.Canary.Rate)
 	}
 }
 

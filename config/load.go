@@ -99,6 +99,7 @@ func load(path string, flags *pflag.FlagSet) (*Config, error) {
 	}
 
 	var c Config
+	c.ignoredEnv = ignoredEnv(v.AllKeys(), os.Environ())
 	err := v.Unmarshal(&c,
 		viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(durationHook, commaListHook)),
 		func(dc *mapstructure.DecoderConfig) { dc.ErrorUnused = true },
@@ -518,4 +519,33 @@ func readSecretFiles(c *Config) error {
 	}
 	c.Queries.readSecretFiles(read)
 	return errors.Join(errs...)
+}
+
+// ignoredEnv returns the names of the SLO_CANARY_* variables of environ that
+// set none of keys, sorted. Kubernetes' service links for a Service named
+// slo-canary (SLO_CANARY_SERVICE_HOST, SLO_CANARY_PORT_9464_TCP and the like)
+// are not config and are left out.
+func ignoredEnv(keys []string, environ []string) []string {
+	known := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		known[EnvName(k)] = true
+	}
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, EnvPrefix+"_") || known[name] || serviceLink(name) {
+			continue
+		}
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// serviceLink reports whether name is one of the variables Kubernetes sets
+// in every pod for a Service named slo-canary.
+func serviceLink(name string) bool {
+	rest := strings.TrimPrefix(name, EnvPrefix+"_")
+	return rest == "SERVICE_HOST" || rest == "SERVICE_PORT" || strings.HasPrefix(rest, "SERVICE_PORT_") ||
+		rest == "PORT" || strings.HasPrefix(rest, "PORT_")
 }

@@ -26,6 +26,7 @@ var namedMaps = []namedMap{
 	{key: "observers", noun: "observer", example: "DATABASE_SQL_PASSWORD", defaults: func() any { return ObserverDefaults() }},
 	{key: "queries.probes", noun: "query probe", example: "SLI_TIMEOUT", defaults: func() any { return QueryProbeDefaults() }},
 	{key: "queries.concurrency", noun: "concurrency run", example: "C100_CLIENTS", defaults: func() any { return ConcurrencyRunDefaults() }},
+	{key: "bursts.profiles", noun: "burst profile", example: "NIGHTLY_STEPS", defaults: func() any { return BurstProfile{} }},
 }
 
 // setEntryDefaults registers, for every entry of a named map that defaults

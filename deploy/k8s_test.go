@@ -124,6 +124,12 @@ func checkManifests(t *testing.T, m *manifests) {
 	if d.Spec.Replicas == nil || *d.Spec.Replicas != 1 {
 		t.Errorf("replicas %v, want 1: the instance name must be unique per replica", d.Spec.Replicas)
 	}
+	if pod.EnableServiceLinks == nil || *pod.EnableServiceLinks {
+		t.Errorf("enableServiceLinks %v, want false: the Service slo-canary would put SLO_CANARY_SERVICE_HOST and the like in the config's namespace", pod.EnableServiceLinks)
+	}
+	if pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken {
+		t.Errorf("automountServiceAccountToken %v, want false: the canary never talks to the Kubernetes API", pod.AutomountServiceAccountToken)
+	}
 	if d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
 		t.Errorf("strategy %s, want Recreate: two pods must never run under one instance name", d.Spec.Strategy.Type)
 	}

@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +37,11 @@ func newRunCmd() *cobra.Command {
 			if path != "" { // a file to watch: reload on change and SIGHUP (reload.go)
 				return runReloading(cmd.Context(), reloadOptions{path: path, flags: cmd.Flags(), cfg: cfg, logger: logger})
 			}
+			// No file to reload: a SIGHUP (sent by habit, or by tooling that
+			// reloads every daemon) is said to change nothing, rather than
+			// taking its default action and ending the process.
+			stop := ignoreSIGHUP(logger)
+			defer stop()
 			return runDaemon(cmd.Context(), cfg, logger, nil)
 		},
 	}
@@ -185,5 +192,28 @@ func partsReady(parts []part) func() error {
 			}
 		}
 		return errors.Join(errs...)
+	}
+}
+
+// ignoreSIGHUP logs each SIGHUP as ignored until stop is called.
+func ignoreSIGHUP(logger *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		for {
+			select {
+			case <-done:
+				return
+			case <-hup:
+				logger.Warn("SIGHUP ignored: run was started without --config, so there is no file to reload; the environment and flags are read only at start")
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+		<-exited
 	}
 }
