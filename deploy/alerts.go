@@ -170,6 +170,19 @@ sum by (namespace, job, stage) (rate(slo_canary_observer_polls_total[%[1]s]))
 				fmt.Sprintf("slo-canary at {{ $labels.instance }} holds {{ $value | humanizePercentage }} of canary.max_tracked markers, over 80%% for %s; at the limit it stops sending markers and the freshness SLI gets gaps. A stage far behind (see slo_canary_markers_pending) or a deadline too long for the rate.", p.d(15*time.Minute))),
 		},
 		{
+			Alert: "SLOCanaryConfigReloadRejected",
+			// The canary keeps running on its last valid config, so nothing
+			// else shows that an edit of the ConfigMap did not take.
+			// The value is the age of the config in effect.
+			Expr: `max by (namespace, job, instance) (time() - slo_canary_config_last_reload_success_timestamp_seconds)` +
+				` and on (namespace, job, instance) max by (namespace, job, instance) (slo_canary_config_last_reload_successful) == 0`,
+			For:    p.d(10 * time.Minute),
+			Labels: map[string]string{"severity": SeverityTicket},
+			Annotations: p.annotations("SLOCanaryConfigReloadRejected",
+				"slo-canary {{ $labels.instance }} rejected its config file",
+				fmt.Sprintf("slo-canary at {{ $labels.instance }} has rejected its config file for %s and runs on the last valid one, loaded {{ $value | humanizeDuration }} ago: the change made is not in effect. The log line \"config reload rejected\" names the keys at fault, as does slo-canary check-config on the file.", p.d(10*time.Minute))),
+		},
+		{
 			Alert: "SLOCanaryCheckpointFailures",
 			Expr: fmt.Sprintf(`sum by (namespace, job) (increase(slo_canary_checkpoint_failures_total[%s])) > 0`,
 				p.d(5*time.Minute)),
