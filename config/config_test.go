@@ -338,6 +338,7 @@ func TestIgnoredEnvWarned(t *testing.T) {
 	t.Setenv("SLO_CANARY_CANARY_RATEE", "hunter2-typo-value")
 	t.Setenv("SLO_CANARY_KAFKA_SASL_PASSWORDD", "hunter2-secret")
 	t.Setenv("SLO_CANARY_CANARY_RATE", "2")
+	t.Setenv("SLO_CANARY_TEST_POSTGRES_DSN", "postgres://x@127.0.0.1:1/x")
 	for _, link := range []string{"SLO_CANARY_SERVICE_HOST", "SLO_CANARY_SERVICE_PORT", "SLO_CANARY_SERVICE_PORT_METRICS",
 		"SLO_CANARY_PORT", "SLO_CANARY_PORT_9464_TCP", "SLO_CANARY_PORT_9464_TCP_ADDR"} {
 		t.Setenv(link, "10.0.0.1")

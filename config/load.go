@@ -524,7 +524,8 @@ func readSecretFiles(c *Config) error {
 // ignoredEnv returns the names of the SLO_CANARY_* variables of environ that
 // set none of keys, sorted. Kubernetes' service links for a Service named
 // slo-canary (SLO_CANARY_SERVICE_HOST, SLO_CANARY_PORT_9464_TCP and the like)
-// are not config and are left out.
+// are not config and are left out, as is SLO_CANARY_TEST_*, the test suite's
+// (SLO_CANARY_TEST_POSTGRES_DSN).
 func ignoredEnv(keys []string, environ []string) []string {
 	known := make(map[string]bool, len(keys))
 	for _, k := range keys {
@@ -533,7 +534,8 @@ func ignoredEnv(keys []string, environ []string) []string {
 	var out []string
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(name, EnvPrefix+"_") || known[name] || serviceLink(name) {
+		if !strings.HasPrefix(name, EnvPrefix+"_") || known[name] || serviceLink(name) ||
+			strings.HasPrefix(name, EnvPrefix+"_TEST_") {
 			continue
 		}
 		out = append(out, name)
