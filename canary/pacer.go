@@ -23,11 +23,11 @@ import (
 // records of consecutive events of one partition and their values one after
 // another, and is reused whole once Kafka has answered for every record in
 // it. One partition's records are answered in order, so a slow partition
-// holds only its own slabs, never everyone's. The hot loop
-// so allocates nothing and writes memory in order: at a million events a
-// second, scattered per-record buffers cost more in cache misses than
-// building the events does. A marker, every 1/MarkerShare events, is built
-// by Marker, which may allocate.
+// holds only its own slabs, never everyone's. The hot loop thus allocates
+// nothing and writes memory in order: at a million events a second,
+// scattered per-record buffers cost more in cache misses than building the
+// events does. A marker, every 1/MarkerShare events, is built by Marker,
+// which may allocate.
 type Pacer struct {
 	Client     *kgo.Client // manual partitioner
 	Topic      string
@@ -45,20 +45,24 @@ type Pacer struct {
 	// Failed is called for every load event whose produce failed.
 	Failed func(err error)
 
-	slabs  []*slab // the one being filled, per partition (index in Partitions)
-	freeMu sync.Mutex
-	free   []*slab // answered for, ready for reuse (last freed on top: warmest)
-	done   bool    // Run returned: slabs answered for from now on go to the GC
-	// Slabs made, taken (made or reused) and released: for tests.
-	slabsMade, slabsTaken, slabsReleased int
-	acked                                atomic.Int64
-	failed                               atomic.Int64
-	handed                               atomic.Int64 // published every batch, for progress and the guard
-	markers                              int64
-	perSecond                            []int64         // handed per wall-clock second since Start
-	behind                               []time.Duration // the most the pacer ran late in each second
-	start                                time.Time
-	timer                                *time.Timer
+	acked     atomic.Int64
+	failed    atomic.Int64
+	handed    atomic.Int64 // published every batch, for progress and the guard
+	markers   int64
+	perSecond []int64         // handed per wall-clock second since Start
+	behind    []time.Duration // the most the pacer ran late in each second
+	start     time.Time
+	timer     *time.Timer
+
+	slabs []*slab // the one being filled, per partition (index in Partitions)
+	// Slabs made and taken (made or reused), by the pacer's goroutine: for
+	// tests, like slabsReleased.
+	slabsMade, slabsTaken int
+
+	freeMu        sync.Mutex // guards the three below; promises release slabs
+	free          []*slab    // answered for, ready for reuse (last freed on top: warmest)
+	done          bool       // Run returned: slabs answered for from now on go to the GC
+	slabsReleased int
 }
 
 // StepResult is what the pacer did in one step.
