@@ -309,3 +309,40 @@ func gatherQuantile(t *testing.T, reg *prometheus.Registry, name, profile string
 	t.Fatalf("%s{profile=%s,quantile=%v} not found", name, profile, q)
 	return 0
 }
+
+// TestBurstCapsuleStageKeepsMarkers: during a burst the reference pipeline
+// writes a capsule for every load event, and the capsule observer reads
+// every id in them. Only the ids the canary tracks are buffered, so with a
+// buffer of 50 sightings against ~340 ids per poll, no marker sighting is
+// dropped and every burst marker is seen at the capsule stage too (before,
+// the burst tests had to turn that stage off).
+func TestBurstCapsuleStageKeepsMarkers(t *testing.T) {
+	e := newE2E(t, testbed.PipelineConfig{})
+	cfg := e.burstConfig(func(c *config.Config) {
+		caps := c.Observers["capsules"]
+		caps.Enabled = true
+		caps.Kafka.BufferSize = 50
+		c.Observers["capsules"] = caps
+	})
+	cr := e.start(cfg, 0)
+	waitFor(t, 30*time.Second, "canary ready", func() bool { return cr.svc.Ready() == nil })
+	r, _ := e.burstRunner(cr, cfg, false)
+	rep, err := r.Run(context.Background(), "capsules", steps(t, "100000/min for 15s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(rep.Summary())
+	if rep.Markers.Acked != 50 || rep.Markers.Lost != 0 {
+		t.Fatalf("markers %+v, want 50 sent and none lost at the database", rep.Markers)
+	}
+	waitFor(t, 30*time.Second, "every burst marker seen at the capsule stage", func() bool {
+		return int64(len(e.burstMarkers("capsules", rep.ID))) == rep.Markers.Acked
+	})
+	labels := map[string]string{"stage": "capsules", "kind": "buffer_dropped"}
+	if d := gatherCounter(t, cr.reg, "slo_canary_observer_bad_input_total", labels); d != 0 {
+		t.Errorf("%v sightings dropped from the capsule observer's buffer", d)
+	}
+	if lost := gatherCounter(t, cr.reg, "slo_canary_markers_lost_total", map[string]string{"stage": "capsules"}); lost != 0 {
+		t.Errorf("%v markers lost at the capsule stage", lost)
+	}
+}

@@ -123,6 +123,9 @@ func New(ctx context.Context, o Options) (*Service, error) {
 				Start:     s.start,
 				Lookback:  oc.EffectiveDeadline(cfg.Canary.Deadline) + cfg.Canary.LateWindow,
 				Logger:    o.Logger.With("stage", n),
+				// Observers run after New has built the tracker (and
+				// after restore has re-tracked what a restart left).
+				Keep: func(id uuid.UUID) bool { return s.tracker.Tracks(id) },
 			})
 			if err != nil {
 				s.closeObservers()

@@ -416,6 +416,15 @@ func (t *Tracker) resolved(i uint32, bit uint16) bool {
 	return e.flags&flagAbandoned != 0 || (e.seen|e.lost)&bit != 0
 }
 
+// Tracks reports whether id is a marker the tracker holds: a sighting of
+// any other id can only be OutcomeUnknown.
+func (t *Tracker) Tracks(id uuid.UUID) bool {
+	t.mu.Lock()
+	_, ok := t.index[id]
+	t.mu.Unlock()
+	return ok
+}
+
 // Seen reports one sighting at stage and returns what it meant.
 func (t *Tracker) Seen(stage int, s probes.Sighting) Result {
 	t.mu.Lock()

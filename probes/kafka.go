@@ -49,6 +49,7 @@ type Kafka struct {
 	extract extractor
 	maxRec  int
 	bufSize int
+	keep    func(uuid.UUID) bool // nil: every id is a sighting
 	client  *kgo.Client
 	logger  *slog.Logger
 
@@ -113,6 +114,7 @@ func NewKafka(name string, cfg config.KafkaObserver, deps Deps) (*Kafka, error) 
 		extract:   ex,
 		maxRec:    cfg.MaxRecordBytes,
 		bufSize:   cfg.BufferSize,
+		keep:      deps.Keep,
 		client:    cl,
 		readyCh:   make(chan struct{}),
 		from:      from,
@@ -286,10 +288,19 @@ func (k *Kafka) handle(r *kgo.Record, now time.Time, ends map[int32]int64, ids [
 		return ids
 	}
 	k.matched.Add(uint64(len(ids)))
+	wanted := ids
+	if k.keep != nil { // outside k.mu: keep takes the tracker's lock
+		wanted = ids[:0] // ids is scratch: filtered in place
+		for _, id := range ids {
+			if k.keep(id) { // else not a marker of this canary: no sighting
+				wanted = append(wanted, id)
+			}
+		}
+	}
 	backlog := r.Offset < ends[r.Partition]
 	var dropped int
 	k.mu.Lock()
-	for _, id := range ids {
+	for _, id := range wanted {
 		if len(k.buf) >= k.bufSize {
 			dropped++
 			continue

@@ -331,6 +331,45 @@ func TestKafkaBufferOverflow(t *testing.T) {
 	}
 }
 
+// TestKafkaKeep: with Deps.Keep, ids that are not of interest (load events'
+// ids in capsules during a burst) are not buffered, so a buffer of 5 holds
+// the 3 wanted among 200 records with nothing dropped; records and matched
+// still count everything read.
+func TestKafkaKeep(t *testing.T) {
+	t.Parallel()
+	cl := newCluster(t)
+	cfg := config.KafkaObserver{Extract: "json", Field: "sample_event_ids", BufferSize: 5}
+	wanted := newIDs(3)
+	keep := map[uuid.UUID]bool{}
+	for _, id := range wanted {
+		keep[id] = true
+	}
+	var calls atomic.Int64
+	k := startKafka(t, cl, cfg, probes.Deps{Keep: func(id uuid.UUID) bool { calls.Add(1); return keep[id] }})
+	at := map[int]uuid.UUID{50: wanted[0], 120: wanted[1], 199: wanted[2]} // record number: its wanted id
+	var recs []*kgo.Record
+	for i := range 200 {
+		other := uuid.New()
+		if id, ok := at[i]; ok { // a wanted id beside another in one record
+			recs = append(recs, jsonRec(fmt.Sprintf(`{"sample_event_ids":[%q,%q]}`, other, id)))
+		} else {
+			recs = append(recs, jsonRec(fmt.Sprintf(`{"sample_event_ids":[%q]}`, other)))
+		}
+	}
+	produce(t, cl, recs...)
+	waitStats(t, k, "203 matched", func(s probes.ObserverStats) bool { return s.Matched == 203 })
+	got, err := k.Observe(context.Background(), probes.Query{})
+	if err != nil || !slices.Equal(idsOf(got), wanted) {
+		t.Fatalf("got %v, %v; want %v", idsOf(got), err, wanted)
+	}
+	if st := k.Stats(); st.BufferDropped != 0 || st.Records != 200 {
+		t.Fatalf("stats %+v, want 200 records and nothing dropped", st)
+	}
+	if calls.Load() != 203 {
+		t.Errorf("keep asked %d times, want once per id (203)", calls.Load())
+	}
+}
+
 func TestKafkaBacklogAndStartOffset(t *testing.T) {
 	t.Parallel()
 	cl := newCluster(t)

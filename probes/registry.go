@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/slo-scout/slo-canary/config"
@@ -26,6 +27,12 @@ type Deps struct {
 	Start    time.Time
 	Lookback time.Duration
 	Logger   *slog.Logger
+	// Keep, when set, tells a stream observer which ids are of interest
+	// (the markers the canary tracks). Any other id is not buffered as a
+	// sighting: a topic that carries every event's id, as capsules do during
+	// a burst, cannot then fill the buffer and crowd out a marker. It is
+	// called from the observer's goroutine, only once it runs.
+	Keep func(uuid.UUID) bool
 }
 
 // Constructor builds an observer of one type. ctx bounds construction only;
