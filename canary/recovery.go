@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -42,7 +43,11 @@ type RecoveryResult struct {
 // records that carry the canary's instance header.
 func Recover(ctx context.Context, cfg RecoveryConfig) (RecoveryResult, error) {
 	var res RecoveryResult
-	cl, err := kgo.NewClient(cfg.ClientOpts...)
+	// Fetches bounded as the Kafka observers' are: the scan can cover
+	// millions of records, and what a fetch holds, decompressed, is the
+	// canary's memory while it runs.
+	opts := append(slices.Clip(cfg.ClientOpts), kgo.FetchMaxBytes(4<<20), kgo.FetchMaxPartitionBytes(1<<20))
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return res, fmt.Errorf("recovery client: %w", err)
 	}
