@@ -916,3 +916,45 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+// TestWarnings: each config that works but is probably not meant gets one
+// warning naming its key; the defaults with real journey ids get none.
+func TestWarnings(t *testing.T) {
+	isolateEnv(t)
+	quiet := func() Config {
+		c := Defaults()
+		for _, n := range []string{"sli", "sli_evidence"} {
+			p := c.Queries.Probes[n]
+			p.Rotate.JourneyIDs = []string{"fc4936e9-d47b-5bb5-97ec-d3ea0dfd7ae0"}
+			c.Queries.Probes[n] = p
+		}
+		return c
+	}
+	if c := quiet(); len(c.Warnings()) != 0 {
+		t.Fatalf("warnings for a meant config: %q", c.Warnings())
+	}
+	for name, tc := range map[string]struct {
+		mod  func(*Config)
+		want string
+	}{
+		"placeholder journey": {func(c *Config) { *c = Defaults() }, "queries.probes.sli.rotate.journey_ids: holds the placeholder"},
+		"plain without TLS": {func(c *Config) { c.Kafka.SASL.Mechanism = "PLAIN" },
+			"kafka.sasl.mechanism: plain without kafka.tls.enabled"},
+		"unverified TLS": {func(c *Config) { c.Kafka.TLS.Enabled, c.Kafka.TLS.InsecureSkipVerify = true, true },
+			"kafka.tls.insecure_skip_verify: the brokers' certificates are not verified"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := quiet()
+			tc.mod(&c)
+			var hit int
+			for _, w := range c.Warnings() {
+				if strings.HasPrefix(w, tc.want) {
+					hit++
+				}
+			}
+			if hit != 1 {
+				t.Errorf("warnings %q, want one starting %q", c.Warnings(), tc.want)
+			}
+		})
+	}
+}

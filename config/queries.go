@@ -145,6 +145,9 @@ func (c *Config) Warnings() []string {
 	if strings.EqualFold(c.Kafka.SASL.Mechanism, "plain") && !c.Kafka.TLS.Enabled {
 		w = append(w, "kafka.sasl.mechanism: plain without kafka.tls.enabled sends the password in clear text")
 	}
+	if c.Kafka.TLS.Enabled && c.Kafka.TLS.InsecureSkipVerify {
+		w = append(w, "kafka.tls.insecure_skip_verify: the brokers' certificates are not verified; anyone on the path can read and change the canary's traffic")
+	}
 	for _, name := range c.ignoredEnv {
 		w = append(w, fmt.Sprintf("%s: sets no config key (see check-config for the keys), ignored", name))
 	}
