@@ -345,4 +345,10 @@ func TestBurstCapsuleStageKeepsMarkers(t *testing.T) {
 	if lost := gatherCounter(t, cr.reg, "slo_canary_markers_lost_total", map[string]string{"stage": "capsules"}); lost != 0 {
 		t.Errorf("%v markers lost at the capsule stage", lost)
 	}
+	// The load events' ids, turned away before the buffer, still count as
+	// unknown sightings: every one of them, once their capsules are read.
+	load := float64(rep.Events.Acked - rep.Markers.Acked)
+	waitFor(t, 30*time.Second, "every load event's id counted as an unknown sighting", func() bool {
+		return gatherCounter(t, cr.reg, "slo_canary_unknown_sightings_total", map[string]string{"stage": "capsules"}) == load
+	})
 }

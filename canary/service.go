@@ -123,9 +123,18 @@ func New(ctx context.Context, o Options) (*Service, error) {
 				Start:     s.start,
 				Lookback:  oc.EffectiveDeadline(cfg.Canary.Deadline) + cfg.Canary.LateWindow,
 				Logger:    o.Logger.With("stage", n),
-				// Observers run after New has built the tracker (and
-				// after restore has re-tracked what a restart left).
-				Keep: func(id uuid.UUID) bool { return s.tracker.Tracks(id) },
+				// Observers run after New has built the tracker and the
+				// metrics (and after restore has re-tracked what a
+				// restart left). An id turned away is an unknown sighting,
+				// as the tracker would have called it.
+				Keep: func(id uuid.UUID) bool {
+					if s.tracker.Tracks(id) {
+						return true
+					}
+					st.stats.Unknown.Add(1)
+					s.metrics.Unknown.WithLabelValues(st.name).Inc()
+					return false
+				},
 			})
 			if err != nil {
 				s.closeObservers()

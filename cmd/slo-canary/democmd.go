@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -45,10 +46,13 @@ one-line summary every few seconds. No outside services are needed. Ctrl-C exits
 			out := cmd.OutOrStdout()
 			logger := newLogger(logConfig(level), cmd.ErrOrStderr())
 			ready := make(chan testbed.ServeInfo, 1)
-			g, ctx := errgroup.WithContext(cmd.Context())
+			runCtx, cancelRun := context.WithCancel(cmd.Context())
+			defer cancelRun()
+			g, ctx := errgroup.WithContext(runCtx)
 			// The pipeline outlives the canary: on Ctrl-C the canary stops
-			// first (its last produces and polls still find Kafka and the
-			// database), then the pipeline.
+			// first, with everything it started (its last produces, polls
+			// and a burst's flush still find Kafka and the database), then
+			// the pipeline.
 			tbCtx, stopTestbed := context.WithCancel(context.Background())
 			defer stopTestbed()
 			daemonDone := make(chan struct{})
@@ -76,7 +80,10 @@ one-line summary every few seconds. No outside services are needed. Ctrl-C exits
 			}
 			cfg, err := demoConfig(info, listen, rate, level)
 			if err != nil {
+				// Stop the pipeline (and its PostgreSQL) before saying so.
+				cancelRun()
 				close(daemonDone)
+				g.Wait()
 				return &exitError{code: exitFailure, err: err}
 			}
 			if info.DSN != "" {
@@ -84,17 +91,24 @@ one-line summary every few seconds. No outside services are needed. Ctrl-C exits
 			} else {
 				fmt.Fprintln(out, "stages:   capsules (capsule-events topic) only: PostgreSQL (initdb) not found")
 			}
+			var canaryWG sync.WaitGroup // the daemon and what it started
+			canaryWG.Add(1)
 			g.Go(func() error {
-				defer close(daemonDone)
+				defer canaryWG.Done()
 				return runDaemon(ctx, cfg, logger.With("component", "canary"), &daemonHooks{
 					started: func(svc *canary.Service, addr net.Addr) {
 						fmt.Fprintf(out, "metrics:  http://%s/metrics\n", addr)
-						g.Go(func() error { summaries(ctx, out, svc, every); return nil })
-						g.Go(func() error { querySummaries(ctx, out, every); return nil }) // queriescmd.go
-						g.Go(func() error { return burst.run(ctx, out, cfg, svc, logger) })
+						canaryWG.Add(3) // while the daemon's 1 is held
+						g.Go(func() error { defer canaryWG.Done(); summaries(ctx, out, svc, every); return nil })
+						g.Go(func() error { defer canaryWG.Done(); querySummaries(ctx, out, every); return nil }) // queriescmd.go
+						g.Go(func() error { defer canaryWG.Done(); return burst.run(ctx, out, cfg, svc, logger) })
 					},
 				})
 			})
+			go func() {
+				canaryWG.Wait()
+				close(daemonDone)
+			}()
 			return demoExit(g.Wait())
 		},
 	}
