@@ -17,15 +17,15 @@ import (
 // partition per second, 100/s over 10 partitions) against the reference
 // pipeline and checks that goroutines and tracked markers stay flat once the
 // tracker's retention window is full, and that nothing is lost. It runs for 25 s by default; set
-// SLO_CANARY_SOAK to a duration (e.g. 30m) for the real soak:
+// SLO_CANARY_TEST_SOAK to a duration (e.g. 30m) for the real soak:
 //
-//	SLO_CANARY_SOAK=30m go test -run TestSoak -timeout 40m -v ./canary/
+//	SLO_CANARY_TEST_SOAK=30m go test -run TestSoak -timeout 40m -v ./canary/
 func TestSoak(t *testing.T) {
 	total := 25 * time.Second
-	if v := os.Getenv("SLO_CANARY_SOAK"); v != "" {
+	if v := os.Getenv("SLO_CANARY_TEST_SOAK"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil {
-			t.Fatalf("SLO_CANARY_SOAK=%q: %v", v, err)
+			t.Fatalf("SLO_CANARY_TEST_SOAK=%q: %v", v, err)
 		}
 		total = d
 	}

@@ -24,7 +24,7 @@ type Config struct {
 
 	// ignoredEnv are SLO_CANARY_* variables of the environment that set no
 	// key (a typo, a key that does not exist): warned about, never silent.
-	ignoredEnv []string
+	ignoredEnv []ignoredVar
 }
 
 // Log configures log/slog.

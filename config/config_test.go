@@ -339,8 +339,10 @@ func TestIgnoredEnvWarned(t *testing.T) {
 	t.Setenv("SLO_CANARY_KAFKA_SASL_PASSWORDD", "hunter2-secret")
 	t.Setenv("SLO_CANARY_CANARY_RATE", "2")
 	t.Setenv("SLO_CANARY_TEST_POSTGRES_DSN", "postgres://x@127.0.0.1:1/x")
+	t.Setenv("SLO_CANARY_KAFKA_SASL_PASSWORD", "") // an empty Secret
 	for _, link := range []string{"SLO_CANARY_SERVICE_HOST", "SLO_CANARY_SERVICE_PORT", "SLO_CANARY_SERVICE_PORT_METRICS",
-		"SLO_CANARY_PORT", "SLO_CANARY_PORT_9464_TCP", "SLO_CANARY_PORT_9464_TCP_ADDR"} {
+		"SLO_CANARY_PORT", "SLO_CANARY_PORT_9464_TCP", "SLO_CANARY_PORT_9464_TCP_ADDR",
+		"SLO_CANARY_METRICS_SERVICE_HOST", "SLO_CANARY_METRICS_PORT_80_TCP_PROTO"} {
 		t.Setenv(link, "10.0.0.1")
 	}
 	c, err := Load("", nil)
@@ -358,6 +360,7 @@ func TestIgnoredEnvWarned(t *testing.T) {
 	}
 	want := []string{
 		"SLO_CANARY_CANARY_RATEE: sets no config key (see check-config for the keys), ignored",
+		"SLO_CANARY_KAFKA_SASL_PASSWORD: set but empty, ignored (an empty Secret or ConfigMap value?)",
 		"SLO_CANARY_KAFKA_SASL_PASSWORDD: sets no config key (see check-config for the keys), ignored",
 	}
 	if !slices.Equal(got, want) {

@@ -521,33 +521,50 @@ func readSecretFiles(c *Config) error {
 	return errors.Join(errs...)
 }
 
-// ignoredEnv returns the names of the SLO_CANARY_* variables of environ that
-// set none of keys, sorted. Kubernetes' service links for a Service named
-// slo-canary (SLO_CANARY_SERVICE_HOST, SLO_CANARY_PORT_9464_TCP and the like)
-// are not config and are left out, as is SLO_CANARY_TEST_*, the test suite's
-// (SLO_CANARY_TEST_POSTGRES_DSN).
-func ignoredEnv(keys []string, environ []string) []string {
+// ignoredEnv returns the SLO_CANARY_* variables of environ that set nothing,
+// sorted: those that name no key (a typo, a key that does not exist) and
+// those that are empty (viper ignores an empty variable; an empty Secret
+// renders one). Left out: Kubernetes' service links (SLO_CANARY_SERVICE_HOST
+// and the like, for a Service named slo-canary or slo-canary-*) and the test
+// suite's SLO_CANARY_TEST_*.
+func ignoredEnv(keys []string, environ []string) []ignoredVar {
 	known := make(map[string]bool, len(keys))
 	for _, k := range keys {
 		known[EnvName(k)] = true
 	}
-	var out []string
+	var out []ignoredVar
 	for _, kv := range environ {
-		name, _, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(name, EnvPrefix+"_") || known[name] || serviceLink(name) ||
-			strings.HasPrefix(name, EnvPrefix+"_TEST_") {
+		name, value, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, EnvPrefix+"_") || strings.HasPrefix(name, EnvPrefix+"_TEST_") {
 			continue
 		}
-		out = append(out, name)
+		switch {
+		case value == "":
+			out = append(out, ignoredVar{name: name, empty: true})
+		case !known[name] && !serviceLink.MatchString(name):
+			out = append(out, ignoredVar{name: name})
+		}
 	}
-	slices.Sort(out)
+	slices.SortFunc(out, func(a, b ignoredVar) int { return strings.Compare(a.name, b.name) })
 	return out
 }
 
-// serviceLink reports whether name is one of the variables Kubernetes sets
-// in every pod for a Service named slo-canary.
-func serviceLink(name string) bool {
-	rest := strings.TrimPrefix(name, EnvPrefix+"_")
-	return rest == "SERVICE_HOST" || rest == "SERVICE_PORT" || strings.HasPrefix(rest, "SERVICE_PORT_") ||
-		rest == "PORT" || strings.HasPrefix(rest, "PORT_")
+// ignoredVar is an environment variable that set nothing.
+type ignoredVar struct {
+	name  string
+	empty bool // set but empty; else it names no key
 }
+
+func (v ignoredVar) String() string {
+	if v.empty {
+		return v.name + ": set but empty, ignored (an empty Secret or ConfigMap value?)"
+	}
+	return v.name + ": sets no config key (see check-config for the keys), ignored"
+}
+
+// serviceLink matches the variables Kubernetes sets in every pod for each
+// Service of the namespace (unless enableServiceLinks is false): for one
+// named slo-canary-x, SLO_CANARY_X_SERVICE_HOST, SLO_CANARY_X_SERVICE_PORT,
+// SLO_CANARY_X_SERVICE_PORT_<NAME>, SLO_CANARY_X_PORT and
+// SLO_CANARY_X_PORT_<N>_<PROTO>[_ADDR|_PORT|_PROTO].
+var serviceLink = regexp.MustCompile(`_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_[0-9]+_(TCP|UDP|SCTP)(_(ADDR|PORT|PROTO))?)?)$`)

@@ -148,8 +148,8 @@ func (c *Config) Warnings() []string {
 	if c.Kafka.TLS.Enabled && c.Kafka.TLS.InsecureSkipVerify {
 		w = append(w, "kafka.tls.insecure_skip_verify: the brokers' certificates are not verified; anyone on the path can read and change the canary's traffic")
 	}
-	for _, name := range c.ignoredEnv {
-		w = append(w, fmt.Sprintf("%s: sets no config key (see check-config for the keys), ignored", name))
+	for _, v := range c.ignoredEnv {
+		w = append(w, v.String())
 	}
 	return w
 }

@@ -179,8 +179,8 @@ sum by (namespace, job, stage) (rate(slo_canary_observer_polls_total[%[1]s]))
 			For:    p.d(10 * time.Minute),
 			Labels: map[string]string{"severity": SeverityTicket},
 			Annotations: p.annotations("SLOCanaryConfigReloadRejected",
-				"slo-canary {{ $labels.instance }} rejected its config file",
-				fmt.Sprintf("slo-canary at {{ $labels.instance }} has rejected its config file for %s and runs on the last valid one, loaded {{ $value | humanizeDuration }} ago: the change made is not in effect. The log line \"config reload rejected\" names the keys at fault, as does slo-canary check-config on the file.", p.d(10*time.Minute))),
+				"slo-canary {{ $labels.instance }} did not apply its config file",
+				fmt.Sprintf("slo-canary at {{ $labels.instance }} has not applied its changed config file for %s and runs on the config it loaded {{ $value | humanizeDuration }} ago: the change is not in effect, and a restart of the pod would fail on that file. The log says why: \"config reload rejected\" (the keys at fault, as slo-canary check-config on the file shows) or \"config reload failed\" (valid, but it did not start).", p.d(10*time.Minute))),
 		},
 		{
 			Alert: "SLOCanaryCheckpointFailures",
