@@ -131,8 +131,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 					if s.tracker.Tracks(id) {
 						return true
 					}
-					st.stats.Unknown.Add(1)
-					s.metrics.Unknown.WithLabelValues(st.name).Inc()
+					s.unknownSighting(st)
 					return false
 				},
 			})
@@ -311,6 +310,13 @@ func (s *Service) Run(ctx context.Context) error {
 		s.log.Info("stopping; pending markers cannot be resolved (recovery disabled)", "untracked", len(left))
 	}
 	return err
+}
+
+// unknownSighting counts a sighting of an id the tracker does not hold,
+// whether the tracker said so or a Kafka observer turned the id away.
+func (s *Service) unknownSighting(st *stage) {
+	st.stats.Unknown.Add(1)
+	s.metrics.Unknown.WithLabelValues(st.name).Inc()
 }
 
 // restore re-tracks markers this instance sent before the start: first from
@@ -507,8 +513,7 @@ func (s *Service) record(st *stage, sg probes.Sighting) {
 		s.lag(st, r)
 		s.log.Info("late marker", "stage", st.name, "marker_id", r.Marker.ID, "partition", r.Marker.Partition, "lag", r.Lag)
 	case OutcomeUnknown:
-		st.stats.Unknown.Add(1)
-		s.metrics.Unknown.WithLabelValues(st.name).Inc()
+		s.unknownSighting(st)
 	}
 	if r.Duplicates > 0 {
 		st.stats.Duplicate.Add(uint64(r.Duplicates))
