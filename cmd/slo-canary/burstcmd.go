@@ -216,21 +216,6 @@ func oneBurst(ctx context.Context, cfg *config.Config, logger *slog.Logger, out 
 	return rep, nil
 }
 
-// groupLag builds the consumer-group lag watcher if it is enabled.
-func groupLag(cfg *config.Config, reg prometheus.Registerer, logger *slog.Logger) (*canary.GroupLag, error) {
-	if !cfg.ConsumerLag.Enabled {
-		return nil, nil
-	}
-	kopts, err := canary.KafkaOpts(cfg.Kafka, logger)
-	if err != nil {
-		return nil, err
-	}
-	return canary.NewGroupLag(canary.GroupLagConfig{
-		KafkaOpts: kopts, Groups: cfg.ConsumerLag.Groups, Interval: cfg.ConsumerLag.Interval, Timeout: cfg.ConsumerLag.Timeout,
-		Registerer: reg, Logger: logger.With("component", "consumer_lag"),
-	})
-}
-
 func waitReady(ctx context.Context, svc *canary.Service, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	t := time.NewTicker(100 * time.Millisecond)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/slo-scout/slo-canary/canary"
 	"github.com/slo-scout/slo-canary/config"
+	"github.com/slo-scout/slo-canary/queries"
 	"github.com/slo-scout/slo-canary/testbed"
 )
 
@@ -95,12 +96,17 @@ one-line summary every few seconds. No outside services are needed. Ctrl-C exits
 			canaryWG.Add(1)
 			g.Go(func() error {
 				defer canaryWG.Done()
+				var qs *queries.Service // the queries hook runs before started
 				return runDaemon(ctx, cfg, logger.With("component", "canary"), &daemonHooks{
+					queries: func(q *queries.Service) { qs = q },
 					started: func(svc *canary.Service, addr net.Addr) {
 						fmt.Fprintf(out, "metrics:  http://%s/metrics\n", addr)
-						canaryWG.Add(3) // while the daemon's 1 is held
-						g.Go(func() error { defer canaryWG.Done(); summaries(ctx, out, svc, every); return nil })
-						g.Go(func() error { defer canaryWG.Done(); querySummaries(ctx, out, every); return nil }) // queriescmd.go
+						canaryWG.Add(2) // while the daemon's 1 is held
+						g.Go(func() error { defer canaryWG.Done(); summaries(ctx, out, every, svc.Summary); return nil })
+						if qs != nil {
+							canaryWG.Add(1)
+							g.Go(func() error { defer canaryWG.Done(); summaries(ctx, out, every, qs.Summary); return nil })
+						}
 						g.Go(func() error { defer canaryWG.Done(); return burst.run(ctx, out, cfg, svc, logger) })
 					},
 				})
@@ -164,7 +170,9 @@ func demoConfig(info testbed.ServeInfo, listen string, rate float64, level strin
 	return &c, nil
 }
 
-func summaries(ctx context.Context, out io.Writer, svc *canary.Service, every time.Duration) {
+// summaries prints a summary line (the marker service's, the query
+// probes') every few seconds.
+func summaries[S any](ctx context.Context, out io.Writer, every time.Duration, line func() S) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -172,7 +180,7 @@ func summaries(ctx context.Context, out io.Writer, svc *canary.Service, every ti
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			fmt.Fprintf(out, "%s %s\n", time.Now().Format("15:04:05"), svc.Summary())
+			fmt.Fprintf(out, "%s %v\n", time.Now().Format("15:04:05"), line())
 		}
 	}
 }

@@ -1,13 +1,10 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -84,24 +81,6 @@ of each run. The daemon (slo-canary run) schedules the same runs by cron.`,
 	return cmd
 }
 
-// liveQueries is the daemon's query service, once built, for the demo's
-// summary line.
-var liveQueries atomic.Pointer[queries.Service]
-
-// queryParts builds the daemon's query probes: continuous probes as a part,
-// concurrency runs as jobs of the daemon's scheduler.
-func queryParts(ctx context.Context, d daemonDeps) ([]part, error) {
-	if !d.cfg.Queries.Enabled {
-		return nil, nil
-	}
-	qs, err := queries.New(ctx, queries.Options{Config: d.cfg, Registerer: d.reg, Logger: d.logger.With("component", "queries"), Scheduler: d.scheduler})
-	if err != nil {
-		return nil, fmt.Errorf("queries: %w", err)
-	}
-	liveQueries.Store(qs)
-	return []part{{name: "queries", run: qs.Run, ready: qs.Ready}}, nil
-}
-
 // demoQueries aims the query probes at the demo's reference API.
 func demoQueries(c *config.Config, info testbed.ServeInfo) {
 	if info.API == nil {
@@ -120,20 +99,4 @@ func demoQueries(c *config.Config, info testbed.ServeInfo) {
 		c.Queries.Probes[name] = p
 	}
 	c.Queries.Evidence.Window = 5 * time.Minute
-}
-
-// querySummaries prints the query probes' summary line every few seconds.
-func querySummaries(ctx context.Context, out io.Writer, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if qs := liveQueries.Load(); qs != nil {
-				fmt.Fprintf(out, "%s %s\n", time.Now().Format("15:04:05"), qs.Summary())
-			}
-		}
-	}
 }

@@ -113,7 +113,7 @@ func TestQueryPart(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	logger := slog.New(slog.DiscardHandler)
 	sched := canary.NewScheduler(reg, logger)
-	parts, err := queryParts(context.Background(), daemonDeps{cfg: &c, reg: reg, logger: logger, scheduler: sched})
+	qs, parts, err := queryParts(context.Background(), daemonDeps{cfg: &c, reg: reg, logger: logger, scheduler: sched})
 	if err != nil || len(parts) != 1 {
 		t.Fatalf("parts %v, err %v", parts, err)
 	}
@@ -158,12 +158,12 @@ func TestQueryPart(t *testing.T) {
 	if n, _ := testutil.GatherAndCount(reg, "slo_canary_scheduled_runs_total"); n != 8 {
 		t.Errorf("%d scheduled-run series, want 4 results for each of c100 and c200", n)
 	}
-	if got := liveQueries.Load(); got == nil || !strings.HasPrefix(got.Summary(), "queries: health p95 ") {
+	if got := qs; got == nil || !strings.HasPrefix(got.Summary(), "queries: health p95 ") {
 		t.Errorf("summary for the demo: %v", got)
 	}
 
 	c.Queries.Enabled = false
-	if parts, err := queryParts(context.Background(), daemonDeps{cfg: &c, reg: prometheus.NewRegistry(), logger: logger}); err != nil || len(parts) != 0 {
+	if _, parts, err := queryParts(context.Background(), daemonDeps{cfg: &c, reg: prometheus.NewRegistry(), logger: logger}); err != nil || len(parts) != 0 {
 		t.Errorf("disabled: %v %v", parts, err)
 	}
 }

@@ -6,25 +6,13 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
-	"fmt"
-	"log/slog"
-	"net"
-	"net/http"
 	"os"
-	"os/signal"
-	"path/filepath"
 	"reflect"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/spf13/pflag"
-	"golang.org/x/sync/errgroup"
 
-	"github.com/slo-scout/slo-canary/canary"
 	"github.com/slo-scout/slo-canary/config"
 )
 
@@ -32,16 +20,6 @@ import (
 // A ticker in the reload loop rather than a scheduler job: the loop must
 // outlive every generation's scheduler, and a missed tick costs nothing.
 const defaultReloadPoll = 5 * time.Second
-
-// reloadOptions configures runReloading.
-type reloadOptions struct {
-	path   string         // the config file, re-read on every reload
-	flags  *pflag.FlagSet // flags still override the file after a reload
-	cfg    *config.Config // the config loaded at start
-	logger *slog.Logger
-	poll   time.Duration // how often the file is checked; 0: defaultReloadPoll
-	hooks  *daemonHooks  // started runs once per generation
-}
 
 // reloadMetrics are the reload gauges (blackbox_exporter's, with the
 // slo_canary_ prefix). They live on a registry that outlives generations.
@@ -69,90 +47,11 @@ func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
 	}
 }
 
-// generation is one set of running parts built from one config, on its own
-// registry: a reload stops it and builds the next, so no metric is ever
-// registered twice on one registry.
-type generation struct {
-	cfg    *config.Config
-	reg    *prometheus.Registry
-	ready  func() error
-	cancel context.CancelFunc
-	done   chan struct{}
-	err    error // valid once done is closed
-}
-
-// reloader owns the daemon's HTTP endpoint, which survives reloads, and
-// swaps the generation it serves.
-type reloader struct {
-	reloadOptions
-	stateFile string // forced on every generation so in-flight markers carry over
-	m         *reloadMetrics
-	addr      net.Addr
-	cur       atomic.Pointer[generation]
-}
-
-// runReloading runs the daemon like runDaemon, and reloads the config file on
-// SIGHUP and whenever its content changes. A valid config that changes
-// anything stops the running parts (the marker service checkpoints its
-// pending markers as it stops) and starts them again from the new config,
-// which resumes from that checkpoint: no marker in flight is lost. An invalid
-// config is logged and rejected, and the running one keeps going. Counters
-// restart at zero with each generation, as after a process restart.
-// http.listen and http.web_config_file are fixed for the process lifetime.
-func runReloading(ctx context.Context, o reloadOptions) error {
-	// Registered before anything else, so a SIGHUP never hits the default
-	// action (terminate) once the daemon has announced itself.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-
-	if o.poll <= 0 {
-		o.poll = defaultReloadPoll
-	}
-	r := &reloader{reloadOptions: o}
-	if o.cfg.Canary.StateFile == "" {
-		dir, err := os.MkdirTemp("", "slo-canary-state-")
-		if err != nil {
-			return &exitError{code: exitFailure, err: fmt.Errorf("reload checkpoint directory: %w", err)}
-		}
-		defer os.RemoveAll(dir)
-		r.stateFile = filepath.Join(dir, "checkpoint.json")
-	}
-	base := prometheus.NewRegistry()
-	r.m = newReloadMetrics(base)
-
-	ln, err := net.Listen("tcp", o.cfg.HTTP.Listen)
-	if err != nil {
-		return &exitError{code: exitFailure, err: fmt.Errorf("http.listen %s: %w", o.cfg.HTTP.Listen, err)}
-	}
-	r.addr = ln.Addr()
-	first, err := r.start(ctx, r.withState(o.cfg), true)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	current := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return r.cur.Load().reg.Gather() })
-	srv := &http.Server{
-		Handler:           canary.Handler(prometheus.Gatherers{base, current}, func() error { return r.cur.Load().ready() }),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
-	o.logger.Info("slo-canary started", "listen", ln.Addr().String(), "config", o.path, "topic", o.cfg.Canary.Topic,
-		"instance", o.cfg.Canary.Instance, "stages", o.cfg.EnabledObservers())
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return serveHTTP(gctx, srv, ln, o.cfg.HTTP.WebConfigFile, o.logger) })
-	g.Go(func() error { return r.loop(gctx, first, hup) })
-	if err := g.Wait(); err != nil {
-		return &exitError{code: exitFailure, err: err}
-	}
-	o.logger.Info("slo-canary stopped")
-	return nil
-}
-
 // withState forces a checkpoint file, the carrier of pending markers from one
-// generation to the next.
-func (r *reloader) withState(c *config.Config) *config.Config {
-	if c.Canary.StateFile == "" {
-		c.Canary.StateFile = r.stateFile
+// generation to the next, when the daemon can reload.
+func (d *daemon) withState(c *config.Config) *config.Config {
+	if c.Canary.StateFile == "" && d.stateFile != "" {
+		c.Canary.StateFile = d.stateFile
 		if c.Canary.CheckpointInterval <= 0 { // only validated when the user sets a state file
 			c.Canary.CheckpointInterval = config.Defaults().Canary.CheckpointInterval
 		}
@@ -160,45 +59,18 @@ func (r *reloader) withState(c *config.Config) *config.Config {
 	return c
 }
 
-// start builds and runs one generation and makes it the one served. A new
-// config (not a fallback to the previous one) counts as loaded successfully.
-func (r *reloader) start(ctx context.Context, cfg *config.Config, loaded bool) (*generation, error) {
-	gctx, cancel := context.WithCancel(ctx)
-	reg := newRegistry()
-	svc, parts, err := buildParts(gctx, cfg, reg, r.logger)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	gen := &generation{cfg: cfg, reg: reg, ready: partsReady(parts), cancel: cancel, done: make(chan struct{})}
-	r.cur.Store(gen)
-	if loaded {
-		r.m.success.Set(1)
-		r.m.successTS.SetToCurrentTime()
-		r.m.hash.Set(configHash(cfg))
-	}
-	if r.hooks != nil && r.hooks.started != nil {
-		r.hooks.started(svc, r.addr)
-	}
-	g, pctx := errgroup.WithContext(gctx)
-	for _, p := range parts {
-		g.Go(func() error {
-			if err := p.run(pctx); err != nil {
-				return fmt.Errorf("%s: %w", p.name, err)
-			}
-			return nil
-		})
-	}
-	go func() { gen.err = g.Wait(); close(gen.done) }()
-	return gen, nil
-}
-
 // loop waits for reload triggers and swaps generations until ctx ends or a
-// part fails.
-func (r *reloader) loop(ctx context.Context, gen *generation, hup <-chan os.Signal) error {
-	tick := time.NewTicker(r.poll)
-	defer tick.Stop()
-	lastSum := fileSum(r.path)
+// part fails. Without a config file nothing triggers a reload: a SIGHUP (sent
+// by habit, or by tooling that reloads every daemon; hup is nil unless asked
+// for) is said to change nothing.
+func (d *daemon) loop(ctx context.Context, gen *generation, hup <-chan os.Signal) error {
+	var tick <-chan time.Time // nil: no file to watch
+	var lastSum []byte
+	if d.path != "" {
+		t := time.NewTicker(d.poll)
+		defer t.Stop()
+		tick, lastSum = t.C, fileSum(d.path)
+	}
 	for {
 		var trigger string
 		select {
@@ -212,58 +84,62 @@ func (r *reloader) loop(ctx context.Context, gen *generation, hup <-chan os.Sign
 			}
 			return gen.err
 		case <-hup:
+			if d.path == "" {
+				d.logger.Warn("SIGHUP ignored: run was started without --config, so there is no file to reload; the environment and flags are read only at start")
+				continue
+			}
 			trigger = "SIGHUP"
-		case <-tick.C:
-			sum := fileSum(r.path)
+		case <-tick:
+			sum := fileSum(d.path)
 			if bytes.Equal(sum, lastSum) {
 				continue
 			}
 			lastSum, trigger = sum, "file changed"
 		}
-		next := r.candidate(gen.cfg, trigger)
+		next := d.candidate(gen.cfg, trigger)
 		if next == nil {
 			continue
 		}
-		r.logger.Info("config reload: restarting the canary's parts", "trigger", trigger)
+		d.logger.Info("config reload: restarting the canary's parts", "trigger", trigger)
 		gen.cancel()
 		<-gen.done
 		if gen.err != nil {
 			return gen.err
 		}
-		ng, err := r.start(ctx, next, true)
+		ng, err := d.start(ctx, next, true)
 		if err != nil {
-			r.m.success.Set(0)
-			r.logger.Error("config reload failed: new config did not start; restarting the previous one", "file", r.path, "err", err)
-			if ng, err = r.start(ctx, gen.cfg, false); err != nil {
+			d.m.success.Set(0)
+			d.logger.Error("config reload failed: new config did not start; restarting the previous one", "file", d.path, "err", err)
+			if ng, err = d.start(ctx, gen.cfg, false); err != nil {
 				return err
 			}
 			gen = ng
 			continue
 		}
 		gen = ng
-		r.logger.Info("config reloaded", "file", r.path, "trigger", trigger)
+		d.logger.Info("config reloaded", "file", d.path, "trigger", trigger)
 	}
 }
 
 // candidate loads the config file again: nil when it is invalid (reported)
 // or changes nothing (also a successful reload).
-func (r *reloader) candidate(cur *config.Config, trigger string) *config.Config {
-	next, err := config.Load(r.path, r.flags)
+func (d *daemon) candidate(cur *config.Config, trigger string) *config.Config {
+	next, err := config.Load(d.path, d.flags)
 	if err != nil {
-		r.m.success.Set(0)
-		r.logger.Error("config reload rejected; keeping the running config", "file", r.path, "trigger", trigger, "err", err)
+		d.m.success.Set(0)
+		d.logger.Error("config reload rejected; keeping the running config", "file", d.path, "trigger", trigger, "err", err)
 		return nil
 	}
-	next = r.withState(next)
+	next = d.withState(next)
 	if next.HTTP != cur.HTTP {
-		r.logger.Warn("config reload: http settings change only on restart; keeping the running ones",
+		d.logger.Warn("config reload: http settings change only on restart; keeping the running ones",
 			"listen", cur.HTTP.Listen, "web_config_file", cur.HTTP.WebConfigFile)
 		next.HTTP = cur.HTTP
 	}
 	if reflect.DeepEqual(next, cur) {
-		r.m.success.Set(1)
-		r.m.successTS.SetToCurrentTime()
-		r.logger.Info("config reload: nothing changed", "file", r.path, "trigger", trigger)
+		d.m.success.Set(1)
+		d.m.successTS.SetToCurrentTime()
+		d.logger.Info("config reload: nothing changed", "file", d.path, "trigger", trigger)
 		return nil
 	}
 	return next
