@@ -331,12 +331,14 @@ func TestEnvOverridesEveryKey(t *testing.T) {
 }
 
 // TestIgnoredEnvWarned: a SLO_CANARY_* variable that sets no key (a typo) is
-// a warning naming the variable, never its value; Kubernetes' service links
+// a warning naming the variable, never its value, and the variable likely
+// meant, as for a mistyped key of the file; Kubernetes' service links
 // for a Service named slo-canary are not config and pass in silence.
 func TestIgnoredEnvWarned(t *testing.T) {
 	isolateEnv(t)
 	t.Setenv("SLO_CANARY_CANARY_RATEE", "hunter2-typo-value")
 	t.Setenv("SLO_CANARY_KAFKA_SASL_PASSWORDD", "hunter2-secret")
+	t.Setenv("SLO_CANARY_NOTHING_LIKE_A_KEY", "hunter2-value")
 	t.Setenv("SLO_CANARY_CANARY_RATE", "2")
 	t.Setenv("SLO_CANARY_TEST_POSTGRES_DSN", "postgres://x@127.0.0.1:1/x")
 	t.Setenv("SLO_CANARY_KAFKA_SASL_PASSWORD", "") // an empty Secret
@@ -359,9 +361,10 @@ func TestIgnoredEnvWarned(t *testing.T) {
 		}
 	}
 	want := []string{
-		"SLO_CANARY_CANARY_RATEE: sets no config key (see check-config for the keys), ignored",
+		"SLO_CANARY_CANARY_RATEE: sets no config key, ignored (did you mean SLO_CANARY_CANARY_RATE?)",
 		"SLO_CANARY_KAFKA_SASL_PASSWORD: set but empty, ignored (an empty Secret or ConfigMap value?)",
-		"SLO_CANARY_KAFKA_SASL_PASSWORDD: sets no config key (see check-config for the keys), ignored",
+		"SLO_CANARY_KAFKA_SASL_PASSWORDD: sets no config key, ignored (did you mean SLO_CANARY_KAFKA_SASL_PASSWORD?)",
+		"SLO_CANARY_NOTHING_LIKE_A_KEY: sets no config key (see check-config for the keys), ignored",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("warnings %q, want %q", got, want)

@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,20 +49,62 @@ func BindFlags(fs *pflag.FlagSet) {
 // YAML file at path (none if path is ""), SLO_CANARY_* environment variables,
 // and the flags of flags that BindFlags defined and that were set (flags may be
 // nil). Secret *_file keys are read. The result is validated; the error lists
-// every problem found, one per line, each naming its key.
+// every problem found, one per line, each naming its key: unknown keys, values
+// that cannot be read and invalid settings come together, so that one run shows
+// them all. Only a file that cannot be read or parsed stops at that.
 func Load(path string, flags *pflag.FlagSet) (*Config, error) {
-	c, err := load(path, flags)
+	c, errs, err := loadAll(path, flags)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.Validate(); err != nil {
+	if verr := c.Validate(); verr != nil {
+		for _, e := range flatten(verr) {
+			// A key that could not be read was validated at its default;
+			// its problem is already reported.
+			if !slices.ContainsFunc(errs, func(r error) bool { return sameKey(r, e) }) {
+				errs = append(errs, e)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+// flatten returns the errors err joins (errors.Join), or err alone.
+func flatten(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// sameKey reports whether problems a and b, both "key: ...", name one key.
+func sameKey(a, b error) bool {
+	ka, _, okA := strings.Cut(a.Error(), ": ")
+	kb, _, okB := strings.Cut(b.Error(), ": ")
+	return okA && okB && ka == kb && !strings.Contains(ka, " ")
+}
+
+// load is Load without validation.
+func load(path string, flags *pflag.FlagSet) (*Config, error) {
+	c, problems, err := loadAll(path, flags)
+	if err == nil {
+		err = errors.Join(problems...)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// load is Load without validation.
-func load(path string, flags *pflag.FlagSet) (*Config, error) {
+// loadAll is Load without validation. It returns err only for a file that cannot
+// be read or parsed; every other problem goes to problems, and c is built from
+// the rest: a key of the file that is refused is left out, and a key whose
+// value cannot be decoded keeps its default, so that validation reports the
+// other keys' problems in the same run.
+func loadAll(path string, flags *pflag.FlagSet) (c *Config, problems []error, err error) {
 	v := viper.New()
 	v.SetEnvPrefix(EnvPrefix)
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
@@ -72,10 +115,11 @@ func load(path string, flags *pflag.FlagSet) (*Config, error) {
 	if path != "" {
 		m, err := readFile(path)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
+		problems = append(problems, checkTree(path, "", m, reflect.TypeFor[Config]())...)
 		if err := v.MergeConfigMap(m); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
+			return nil, nil, fmt.Errorf("%s: %w", path, err)
 		}
 		file = m
 	}
@@ -85,35 +129,74 @@ func load(path string, flags *pflag.FlagSet) (*Config, error) {
 	// its keys: see setEntryDefaults.
 	setDefaults(v, "", defaults)
 	if err := setEntryDefaults(v, file, os.Environ(), defaults); err != nil {
-		return nil, err
+		problems = append(problems, flatten(err)...)
 	}
 
 	if flags != nil {
 		for _, fk := range flagKeys {
 			if f := flags.Lookup(fk.flag); f != nil {
 				if err := v.BindPFlag(fk.key, f); err != nil {
-					return nil, fmt.Errorf("binding flag --%s: %w", fk.flag, err)
+					return nil, nil, fmt.Errorf("binding flag --%s: %w", fk.flag, err)
 				}
 			}
 		}
 	}
 
-	var c Config
-	c.ignoredEnv = ignoredEnv(v.AllKeys(), os.Environ())
-	err := v.Unmarshal(&c,
-		viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(durationHook, commaListHook)),
-		func(dc *mapstructure.DecoderConfig) { dc.ErrorUnused = true },
-	)
+	c, decodeProblems, err := decode(v, file, defaults)
 	if err != nil {
-		return nil, decodeError(err)
+		return nil, nil, err
 	}
-	if err := moveDSNPasswords(&c); err != nil {
-		return nil, err
+	problems = append(problems, decodeProblems...)
+	if err := moveDSNPasswords(c); err != nil {
+		problems = append(problems, flatten(err)...)
 	}
-	if err := readSecretFiles(&c); err != nil {
-		return nil, err
+	if err := readSecretFiles(c); err != nil {
+		problems = append(problems, flatten(err)...)
 	}
-	return &c, nil
+	return c, problems, nil
+}
+
+// decode unmarshals v into a Config. A key whose value cannot be decoded is a
+// problem, one line naming the key, and the key is decoded again at its
+// default so that the rest of the configuration is still built and checked.
+// err is for a failure that names no key.
+func decode(v *viper.Viper, file map[string]any, defaults Config) (c *Config, problems []error, err error) {
+	unmarshal := func(c *Config) error {
+		return v.Unmarshal(c,
+			viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(durationHook, commaListHook)),
+			func(dc *mapstructure.DecoderConfig) { dc.ErrorUnused = true },
+		)
+	}
+	c = &Config{ignoredEnv: ignoredEnv(v.AllKeys(), os.Environ())}
+	derr := unmarshal(c)
+	if derr == nil {
+		return c, nil, nil
+	}
+	problems, keys := decodeError(derr)
+	slices.Sort(keys)
+	if len(keys) == 0 {
+		return nil, nil, errors.Join(problems...)
+	}
+	// The defaults of every key, entries of named maps included.
+	dv := viper.New()
+	setDefaults(dv, "", defaults)
+	// Its error, if any, load has reported: it called it on v.
+	_ = setEntryDefaults(dv, file, os.Environ(), defaults)
+	for _, k := range keys {
+		// A list element, "bursts.load.templates.0", falls back with its list.
+		for !dv.IsSet(k) && strings.Contains(k, ".") {
+			k = k[:strings.LastIndex(k, ".")]
+		}
+		if !dv.IsSet(k) {
+			return nil, nil, errors.Join(problems...)
+		}
+		v.Set(k, dv.Get(k))
+	}
+	c = &Config{ignoredEnv: c.ignoredEnv}
+	if err := unmarshal(c); err != nil {
+		return nil, nil, errors.Join(append(problems, err)...)
+	}
+	return c, problems, nil
 }
 
 // setDefaults registers every leaf of val, under prefix, as a viper default.
@@ -131,9 +214,9 @@ func setDefaults(v *viper.Viper, prefix string, val any) {
 	})
 }
 
-// readFile parses the YAML file and checks it before viper sees it: viper
-// folds key case, has no notion of secrets and reports unknown keys only by
-// their parent, so those checks are done here on the file's own keys.
+// readFile parses the YAML file, to be checked by checkTree before viper sees
+// it: viper folds key case, has no notion of secrets and reports unknown keys
+// only by their parent, so those checks are done on the file's own keys.
 func readFile(path string) (map[string]any, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -148,7 +231,7 @@ func readFile(path string) (map[string]any, error) {
 			// say a secret, it must not end up in the error.
 			return nil, fmt.Errorf("%s: the top level must be a mapping of keys", path)
 		}
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, yamlLine(err, data))
 	}
 	var more any
 	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
@@ -157,10 +240,49 @@ func readFile(path string) (map[string]any, error) {
 	if m == nil {
 		m = map[string]any{}
 	}
-	if errs := checkTree(path, "", m, reflect.TypeFor[Config]()); len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
 	return m, nil
+}
+
+// yamlParserProblems are the problems yaml.v3 reports from its parser, as
+// opposed to its scanner. For those it counts lines from 0, and names no line
+// at all for the first: a syntax error on line 2 says "line 1".
+var yamlParserProblems = []string{
+	"did not find expected <stream-start>",
+	"did not find expected <document start>",
+	"found undefined tag handle",
+	"did not find expected node content",
+	"did not find expected '-' indicator",
+	"did not find expected key",
+	"did not find expected ',' or ']'",
+	"did not find expected ',' or '}'",
+	"found duplicate %YAML directive",
+	"found incompatible YAML document",
+	"found duplicate %TAG directive",
+}
+
+var yamlErrorRE = regexp.MustCompile(`^yaml: (?:line ([0-9]+): )?(.*)$`)
+
+// yamlLine corrects the line number of a yaml.v3 syntax error in data: see
+// yamlParserProblems. A problem found at the end of the input (an unclosed
+// list) is put on the last line, not on the one after it.
+func yamlLine(err error, data []byte) error {
+	m := yamlErrorRE.FindStringSubmatch(err.Error())
+	if m == nil || !slices.Contains(yamlParserProblems, m[2]) {
+		return err
+	}
+	line := 1
+	if m[1] != "" {
+		n, convErr := strconv.Atoi(m[1])
+		if convErr != nil {
+			return err
+		}
+		line = n + 1
+	}
+	lines := bytes.Count(data, []byte("\n"))
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		lines++
+	}
+	return fmt.Errorf("yaml: line %d: %s", max(min(line, lines), 1), m[2])
 }
 
 var observerNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
@@ -168,7 +290,9 @@ var observerNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 // checkTree checks the file's mapping m against struct type t: every key must
 // exist, sections must be mappings and values must not be, and no secret may
 // be written in the file. It also normalises m for viper: a null value means
-// "not set" and is removed, so that it cannot hide the defaults under it.
+// "not set" and is removed, so that it cannot hide the defaults under it; a
+// key with a problem is removed too, so that the rest is still loaded and
+// checked and every problem is reported in one run.
 func checkTree(file, prefix string, m map[string]any, t reflect.Type) []error {
 	var errs []error
 	keys := make([]string, 0, len(m))
@@ -182,6 +306,7 @@ func checkTree(file, prefix string, m map[string]any, t reflect.Type) []error {
 		f, ok := fieldByTag(t, k)
 		if !ok {
 			errs = append(errs, unknownKeyError(file, prefix, k, t))
+			delete(m, k)
 			continue
 		}
 		if val == nil {
@@ -193,6 +318,7 @@ func checkTree(file, prefix string, m map[string]any, t reflect.Type) []error {
 			sub, ok := asMap(val)
 			if !ok {
 				errs = append(errs, fmt.Errorf("%s: expected a mapping of keys, got %s in %s", key, describe(val), file))
+				delete(m, k)
 				continue
 			}
 			m[k] = sub
@@ -201,6 +327,7 @@ func checkTree(file, prefix string, m map[string]any, t reflect.Type) []error {
 			sub, ok := asMap(val)
 			if !ok {
 				errs = append(errs, fmt.Errorf("%s: expected a mapping of names to their settings, got %s in %s", key, describe(val), file))
+				delete(m, k)
 				continue
 			}
 			m[k] = sub
@@ -212,6 +339,7 @@ func checkTree(file, prefix string, m map[string]any, t reflect.Type) []error {
 			for _, name := range names {
 				if !observerNameRE.MatchString(name) {
 					errs = append(errs, fmt.Errorf("%s: invalid name %q in %s: it must match %s (it becomes a metric label value)", key, name, file, observerNameRE))
+					delete(sub, name)
 					continue
 				}
 				entry, ok := asMap(sub[name])
@@ -220,6 +348,7 @@ func checkTree(file, prefix string, m map[string]any, t reflect.Type) []error {
 				}
 				if !ok {
 					errs = append(errs, fmt.Errorf("%s.%s: expected a mapping of keys, got %s in %s", key, name, describe(sub[name]), file))
+					delete(sub, name)
 					continue
 				}
 				sub[name] = entry
@@ -228,6 +357,7 @@ func checkTree(file, prefix string, m map[string]any, t reflect.Type) []error {
 		case f.typ == secretType:
 			if s, ok := val.(string); !ok || s != "" {
 				errs = append(errs, secretError(key, key))
+				delete(m, k)
 			}
 		case f.typ == stringSliceType:
 			list, isList := val.([]any)
@@ -237,12 +367,14 @@ func checkTree(file, prefix string, m map[string]any, t reflect.Type) []error {
 			for _, e := range list {
 				if !isScalar(e) {
 					errs = append(errs, fmt.Errorf("%s: expected a list of strings, got %s in %s", key, describe(val), file))
+					delete(m, k)
 					break
 				}
 			}
 		default:
 			if !isScalar(val) {
 				errs = append(errs, fmt.Errorf("%s: expected a single value, got %s in %s", key, describe(val), file))
+				delete(m, k)
 				continue
 			}
 			if t == sqlObserverType && k == "dsn" {
@@ -393,15 +525,16 @@ func commaListHook(from reflect.Type, to reflect.Type, data any) (any, error) {
 
 // decodeError turns mapstructure's nested errors into one line per key,
 // "canary.rate: ...", spelling map entries as keys (observers.database, not
-// observers[database]).
-func decodeError(err error) error {
+// observers[database]), and returns those keys. With no key to name, the one
+// error is returned whole and keys is empty.
+func decodeError(err error) (errs []error, keys []string) {
 	leaves := decodeLeaves(err)
 	if len(leaves) == 0 {
-		return fmt.Errorf("decoding configuration: %w", err)
+		return []error{fmt.Errorf("decoding configuration: %w", err)}, nil
 	}
-	errs := make([]error, 0, len(leaves))
 	for _, de := range leaves {
 		key := strings.NewReplacer("[", ".", "]", "").Replace(de.Name())
+		keys = append(keys, key)
 		inner := de.Unwrap()
 		var pe *mapstructure.ParseError
 		var ue *mapstructure.UnconvertibleTypeError
@@ -414,7 +547,7 @@ func decodeError(err error) error {
 			errs = append(errs, fmt.Errorf("%s: %w", key, inner))
 		}
 	}
-	return errors.Join(errs...)
+	return errs, keys
 }
 
 func decodeLeaves(err error) []*mapstructure.DecodeError {
@@ -529,9 +662,12 @@ func readSecretFiles(c *Config) error {
 // suite's SLO_CANARY_TEST_*.
 func ignoredEnv(keys []string, environ []string) []ignoredVar {
 	known := make(map[string]bool, len(keys))
+	names := make([]string, 0, len(keys))
 	for _, k := range keys {
 		known[EnvName(k)] = true
+		names = append(names, EnvName(k))
 	}
+	slices.Sort(names)
 	var out []ignoredVar
 	for _, kv := range environ {
 		name, value, _ := strings.Cut(kv, "=")
@@ -542,22 +678,38 @@ func ignoredEnv(keys []string, environ []string) []ignoredVar {
 		case value == "":
 			out = append(out, ignoredVar{name: name, empty: true})
 		case !known[name] && !serviceLink.MatchString(name):
-			out = append(out, ignoredVar{name: name})
+			out = append(out, ignoredVar{name: name, meant: closestName(name, names)})
 		}
 	}
 	slices.SortFunc(out, func(a, b ignoredVar) int { return strings.Compare(a.name, b.name) })
 	return out
 }
 
+// closestName returns the name of names that name is likely a typo of, as
+// unknownKeyError does for a key of the file, or "".
+func closestName(name string, names []string) string {
+	best, bestDist := "", 3
+	for _, n := range names {
+		if d := editDistance(strings.ToUpper(name), n); d < bestDist {
+			best, bestDist = n, d
+		}
+	}
+	return best
+}
+
 // ignoredVar is an environment variable that set nothing.
 type ignoredVar struct {
 	name  string
-	empty bool // set but empty; else it names no key
+	empty bool   // set but empty; else it names no key
+	meant string // the variable likely meant, if it names no key
 }
 
 func (v ignoredVar) String() string {
-	if v.empty {
+	switch {
+	case v.empty:
 		return v.name + ": set but empty, ignored (an empty Secret or ConfigMap value?)"
+	case v.meant != "":
+		return fmt.Sprintf("%s: sets no config key, ignored (did you mean %s?)", v.name, v.meant)
 	}
 	return v.name + ": sets no config key (see check-config for the keys), ignored"
 }

@@ -681,7 +681,7 @@ func (a *API) ControlHandler() http.Handler {
 			return
 		}
 		p := a.Profile()
-		if err := json.Unmarshal(body, &p); err != nil {
+		if err := decodeStrict(body, &p); err != nil {
 			writeError(w, http.StatusBadRequest, err)
 			return
 		}

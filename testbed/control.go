@@ -1,10 +1,14 @@
 package testbed
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -19,7 +23,8 @@ import (
 //	GET  /stats        counters (Stats)
 //	GET  /truth/{id}   ground truth of one event id; 404 if unknown
 //
-// Every answer is JSON. Faults answers carry the profile after the change.
+// Every answer is JSON. Faults answers carry the profile after the change. A
+// field the profile does not have is a 400 naming it.
 func (p *Pipeline) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /faults", func(w http.ResponseWriter, _ *http.Request) {
@@ -128,4 +133,39 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func writeError(w http.ResponseWriter, code int, err error) {
 	writeJSON(w, code, map[string]string{"error": err.Error()})
+}
+
+// decodeStrict decodes the JSON value b into v, a pointer to a struct,
+// refusing fields v does not have: a typo such as "dleay" would otherwise
+// change nothing and be answered 200.
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		// encoding/json has no error type for it.
+		if field, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return fmt.Errorf("unknown field %s (fields: %s)", field, strings.Join(jsonFields(reflect.TypeOf(v).Elem()), ", "))
+		}
+		return err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("invalid JSON: data after the value")
+	}
+	return nil
+}
+
+// jsonFields are the JSON names of struct type t's fields.
+func jsonFields(t reflect.Type) []string {
+	var out []string
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case name == "-" || !f.IsExported():
+		case name == "":
+			out = append(out, f.Name)
+		default:
+			out = append(out, name)
+		}
+	}
+	return out
 }

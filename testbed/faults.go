@@ -91,7 +91,8 @@ func (f Faults) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON reads durations as strings ("2s"). Fields absent from the
-// input keep the value f had, so a client may send only what it changes.
+// input keep the value f had, so a client may send only what it changes; an
+// unknown field is an error.
 func (f *Faults) UnmarshalJSON(b []byte) error {
 	cur := faultsJSON{
 		Delay:         f.Delay.String(),
@@ -102,7 +103,7 @@ func (f *Faults) UnmarshalJSON(b []byte) error {
 		ReorderWindow: f.ReorderWindow.String(),
 		Stalled:       f.Stalled,
 	}
-	if err := json.Unmarshal(b, &cur); err != nil {
+	if err := decodeStrict(b, &cur); err != nil {
 		return fmt.Errorf("faults: %w", err)
 	}
 	out := Faults{DropPct: cur.DropPct, DuplicatePct: cur.DuplicatePct, Reorder: cur.Reorder, Stalled: cur.Stalled}

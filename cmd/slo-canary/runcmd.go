@@ -86,7 +86,7 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	if err := lvl.UnmarshalText([]byte(c.Level)); err != nil {
 		lvl = slog.LevelInfo
 	}
-	opts := &slog.HandlerOptions{Level: lvl}
+	opts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: logDuration} // logging.go
 	format := c.Format
 	if format == "auto" || format == "" {
 		format = "json"
@@ -97,7 +97,7 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 		}
 	}
 	if format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+		return slog.New(newComponentHandler(slog.NewTextHandler(w, opts)))
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(newComponentHandler(slog.NewJSONHandler(w, opts)))
 }
