@@ -98,7 +98,7 @@ type reloader struct {
 // which resumes from that checkpoint: no marker in flight is lost. An invalid
 // config is logged and rejected, and the running one keeps going. Counters
 // restart at zero with each generation, as after a process restart.
-// http.listen and http.web_config_file are fixed for the process lifetime.
+// http.listen, http.web_config_file and http.pprof are fixed for the process lifetime.
 func runReloading(ctx context.Context, o reloadOptions) error {
 	// Registered before anything else, so a SIGHUP never hits the default
 	// action (terminate) once the daemon has announced itself.
@@ -133,7 +133,7 @@ func runReloading(ctx context.Context, o reloadOptions) error {
 	}
 	current := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return r.cur.Load().reg.Gather() })
 	srv := &http.Server{
-		Handler:           canary.Handler(prometheus.Gatherers{base, current}, func() error { return r.cur.Load().ready() }),
+		Handler:           canary.Handler(prometheus.Gatherers{base, current}, func() error { return r.cur.Load().ready() }, o.cfg.HTTP.PProf),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	o.logger.Info("slo-canary started", "listen", ln.Addr().String(), "config", o.path, "topic", o.cfg.Canary.Topic,
@@ -257,7 +257,7 @@ func (r *reloader) candidate(cur *config.Config, trigger string) *config.Config 
 	next = r.withState(next)
 	if next.HTTP != cur.HTTP {
 		r.logger.Warn("config reload: http settings change only on restart; keeping the running ones",
-			"listen", cur.HTTP.Listen, "web_config_file", cur.HTTP.WebConfigFile)
+			"listen", cur.HTTP.Listen, "web_config_file", cur.HTTP.WebConfigFile, "pprof", cur.HTTP.PProf)
 		next.HTTP = cur.HTTP
 	}
 	if reflect.DeepEqual(next, cur) {

@@ -135,7 +135,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, hoo
 		return &exitError{code: exitFailure, err: fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err)}
 	}
 	srv := &http.Server{
-		Handler:           canary.Handler(prometheus.Gatherer(reg), ready),
+		Handler:           canary.Handler(prometheus.Gatherer(reg), ready, cfg.HTTP.PProf),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	logger.Info("slo-canary started", "listen", ln.Addr().String(), "topic", cfg.Canary.Topic,
