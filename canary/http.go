@@ -9,8 +9,10 @@ import (
 )
 
 // Handler serves /metrics from the canary's own registry, /healthz (the
-// process is alive) and /readyz (Kafka and every observer answered once).
-func Handler(g prometheus.Gatherer, ready func() error) http.Handler {
+// process is alive) and /readyz (Kafka and every observer answered once),
+// and /debug/pprof/ only with withPProf (http.pprof): a profile costs the
+// canary CPU, and whoever reaches the port could ask for one.
+func Handler(g prometheus.Gatherer, ready func() error, withPProf bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{
 		EnableOpenMetrics:   true, // exemplars and native histograms need it
@@ -27,12 +29,14 @@ func Handler(g prometheus.Gatherer, ready func() error) http.Handler {
 		w.Write([]byte("ready\n"))
 	})
 	// Profiling, as Prometheus and blackbox_exporter expose it: on-call can
-	// see where a misbehaving canary spends its time.
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	// see where a misbehaving canary spends its time, once they turn it on.
+	if withPProf {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)

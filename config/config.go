@@ -37,6 +37,9 @@ type Log struct {
 type HTTP struct {
 	Listen        string `mapstructure:"listen"`
 	WebConfigFile string `mapstructure:"web_config_file"` // TLS and basic auth: see webconfig.go
+	// PProf serves /debug/pprof/ too. Off by default: whoever reaches the
+	// port could start CPU profiles and traces of the canary.
+	PProf bool `mapstructure:"pprof"`
 }
 
 // Kafka is the connection to the pipeline's Kafka cluster.

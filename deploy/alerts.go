@@ -85,7 +85,7 @@ max by (namespace, job, run) (slo_canary_concurrency_last_verdict) == 1`, p.d(24
 		},
 		{
 			Alert: "SLOScoutEvidenceOverheadHigh",
-			Expr: `max by (namespace, job) (slo_canary_evidence_overhead_seconds{quantile="0.95"})
+			Expr: `max by (namespace, job) (slo_canary_evidence_overhead_seconds{percentile="0.95"})
 > on (namespace, job)
 max by (namespace, job) (slo_canary_evidence_overhead_budget_seconds)`,
 			For:    p.d(30 * time.Minute),

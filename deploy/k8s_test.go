@@ -26,6 +26,7 @@ import (
 type manifests struct {
 	sa             *corev1.ServiceAccount
 	configMap      *corev1.ConfigMap
+	dashboard      *corev1.ConfigMap // the overlay's Grafana dashboard
 	service        *corev1.Service
 	deployment     *appsv1.Deployment
 	pdb            *policyv1.PodDisruptionBudget
@@ -63,6 +64,9 @@ func build(t *testing.T, dir string) *manifests {
 			"ServiceMonitor":      &m.serviceMonitor,
 			"PrometheusRule":      &m.rule,
 		}[r.GetKind()]
+		if r.GetKind() == "ConfigMap" && r.GetName() == dashboardConfigMap {
+			into = &m.dashboard
+		}
 		if into == nil {
 			t.Errorf("%s: unexpected kind in %s", name, dir)
 			continue
@@ -93,10 +97,15 @@ func TestKustomizeBase(t *testing.T) {
 	if !reflect.DeepEqual(m.namespaces, map[string]bool{"": true}) {
 		t.Errorf("base sets namespaces %v; it must leave them to the overlay", m.namespaces)
 	}
+	if m.dashboard != nil {
+		t.Error("the base carries the dashboard; it belongs to the overlay")
+	}
 	checkManifests(t, m)
 }
 
-// TestKustomizeOverlay: the slo-scout overlay puts everything in slo-scout.
+// TestKustomizeOverlay: the slo-scout overlay puts everything in slo-scout,
+// adds the Grafana dashboard for the sidecar, and lets only the monitoring
+// namespace reach the metrics port.
 func TestKustomizeOverlay(t *testing.T) {
 	m := build(t, "overlays/slo-scout")
 	if !reflect.DeepEqual(m.namespaces, map[string]bool{"slo-scout": true}) {
@@ -106,7 +115,41 @@ func TestKustomizeOverlay(t *testing.T) {
 		t.Errorf("overlay image %s: want a pinned tag", img)
 	}
 	checkManifests(t, m)
+
+	// The dashboard: one ConfigMap, labelled for kube-prometheus-stack's
+	// Grafana sidecar, holding the checked-in JSON byte for byte.
+	d := m.dashboard
+	if d == nil {
+		t.Fatalf("no ConfigMap %s in the overlay", dashboardConfigMap)
+	}
+	if d.Labels["grafana_dashboard"] != "1" {
+		t.Errorf("dashboard ConfigMap labels %v: want grafana_dashboard: \"1\"", d.Labels)
+	}
+	want, err := os.ReadFile(filepath.Join(repoRoot, DashboardPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := path.Base(DashboardPath)
+	if len(d.Data)+len(d.BinaryData) != 1 || d.Data[key] != string(want) {
+		t.Errorf("dashboard ConfigMap holds %d keys; %s equal to %s: %v", len(d.Data)+len(d.BinaryData), key, DashboardPath, d.Data[key] == string(want))
+	}
+
+	// Ingress: from the monitoring namespace only, on the metrics port only.
+	np := m.netpol.Spec
+	if len(np.Ingress) != 1 || len(np.Ingress[0].From) != 1 {
+		t.Fatalf("NetworkPolicy ingress %+v: want one rule from one peer", np.Ingress)
+	}
+	peer := np.Ingress[0].From[0]
+	if peer.NamespaceSelector == nil || !reflect.DeepEqual(peer.NamespaceSelector.MatchLabels, map[string]string{"kubernetes.io/metadata.name": "monitoring"}) ||
+		len(peer.NamespaceSelector.MatchExpressions) != 0 || peer.IPBlock != nil {
+		t.Errorf("NetworkPolicy ingress peer %+v: want the namespace monitoring", peer)
+	}
 }
+
+// dashboardConfigMap is the name of the dashboard's ConfigMap: fixed (no
+// hash suffix), so that an update replaces it and the sidecar never sees an
+// old version beside the new.
+const dashboardConfigMap = "slo-canary-dashboard"
 
 // secretEnv maps each environment variable the Deployment takes from the
 // Secret to the configuration key it sets.

@@ -21,6 +21,10 @@ var Verdicts = []string{VerdictPass, VerdictFail}
 // for every probe, outcome, run and verdict. The evidence and last-run gauges
 // appear once there is something to report: a 0 there would read as "no
 // overhead" or "failed", not as "not measured yet".
+//
+// Percentiles computed here are gauges labelled "percentile", not
+// "quantile": Prometheus's tooling reserves "quantile" for summaries
+// (promtool check metrics rejects it on a gauge).
 type Metrics struct {
 	Latency        *prometheus.HistogramVec
 	Requests       *prometheus.CounterVec
@@ -29,7 +33,7 @@ type Metrics struct {
 	Budget         *prometheus.GaugeVec
 	Overhead       *prometheus.GaugeVec
 	OverheadBudget prometheus.Gauge
-	OverheadOK     prometheus.Gauge
+	OverheadOK     *prometheus.GaugeVec // no labels: absent until WithLabelValues()
 	RunLatency     *prometheus.GaugeVec
 	RunSuccess     *prometheus.GaugeVec
 	RunVerdict     *prometheus.GaugeVec
@@ -61,12 +65,11 @@ func NewMetrics(reg prometheus.Registerer, budgets map[string]time.Duration, run
 		SLIGood:  counter("query_sli_good_total", "Query probe requests that succeeded within the probe's latency budget (SLI good events).", "probe"),
 		SLITotal: counter("query_sli_total", "Query probe requests judged against the probe's latency budget: every request (SLI total events).", "probe"),
 		Budget:   gauge("query_latency_budget_seconds", "The latency budget a query probe's SLI counters judge against.", "probe"),
-		Overhead: gauge("evidence_overhead_seconds", "Vector-search overhead: the latency percentile of the SLI probe with evidence minus the same percentile without, over the evidence window.", "quantile"),
+		Overhead: gauge("evidence_overhead_seconds", "Vector-search overhead: the latency percentile of the SLI probe with evidence minus the same percentile without, over the evidence window.", "percentile"),
 		OverheadBudget: f.NewGauge(prometheus.GaugeOpts{Namespace: "slo_canary", Name: "evidence_overhead_budget_seconds",
 			Help: "The budget the evidence overhead is judged against, at the 95th percentile."}),
-		OverheadOK: f.NewGauge(prometheus.GaugeOpts{Namespace: "slo_canary", Name: "evidence_overhead_within_budget",
-			Help: "1 if the evidence overhead at the 95th percentile is under its budget, 0 if not; absent until measured."}),
-		RunLatency:   gauge("concurrency_last_latency_seconds", "Latency percentiles (quantile 1: the maximum) of the latest concurrency run, open-loop: from when each request was due.", "run", "quantile"),
+		OverheadOK:   gauge("evidence_overhead_within_budget", "1 if the evidence overhead at the 95th percentile is under its budget, 0 if not; absent until measured."),
+		RunLatency:   gauge("concurrency_last_latency_seconds", "Latency percentiles (percentile 1: the maximum) of the latest concurrency run, open-loop: from when each request was due.", "run", "percentile"),
 		RunSuccess:   gauge("concurrency_last_success_ratio", "Share of the latest concurrency run's requests that succeeded.", "run"),
 		RunVerdict:   gauge("concurrency_last_verdict", "Verdict of the latest concurrency run against its budgets: 1 pass, 0 fail.", "run"),
 		RunTimestamp: gauge("concurrency_last_run_timestamp_seconds", "Unix time the latest concurrency run ended.", "run"),

@@ -317,7 +317,7 @@ func (s *Service) overheadLoop(ctx context.Context, with, without *continuous) {
 			if o.WithinBudget {
 				ok01 = 1
 			}
-			s.metrics.OverheadOK.Set(ok01)
+			s.metrics.OverheadOK.WithLabelValues().Set(ok01)
 		}
 	}
 }

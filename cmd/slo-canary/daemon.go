@@ -105,7 +105,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, hoo
 // again from the new config, which resumes from that checkpoint: no marker in
 // flight is lost. An invalid config is logged and rejected, and the running
 // one keeps going. Counters restart at zero with each generation, as after a
-// process restart. http.listen and http.web_config_file are fixed for the
+// process restart. http.listen, http.web_config_file and http.pprof are fixed for the
 // process lifetime.
 func runReloading(ctx context.Context, o reloadOptions) error {
 	d := &daemon{reloadOptions: o}
@@ -146,7 +146,7 @@ func runReloading(ctx context.Context, o reloadOptions) error {
 	}
 	current := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return d.cur.Load().reg.Gather() })
 	srv := &http.Server{
-		Handler:           canary.Handler(prometheus.Gatherers{base, current}, func() error { return d.cur.Load().ready() }),
+		Handler:           canary.Handler(prometheus.Gatherers{base, current}, func() error { return d.cur.Load().ready() }, d.cfg.HTTP.PProf),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	attrs := []any{"listen", ln.Addr().String()}
