@@ -14,6 +14,7 @@ import (
 
 	"github.com/slo-scout/slo-canary/canary"
 	"github.com/slo-scout/slo-canary/config"
+	"github.com/slo-scout/slo-canary/internal/testenv"
 	"github.com/slo-scout/slo-canary/testbed"
 )
 
@@ -103,7 +104,7 @@ func TestBurstCleanMatchesGroundTruth(t *testing.T) {
 	e := newE2E(t, testbed.PipelineConfig{})
 	cfg := e.burstConfig(nil)
 	cr := e.start(cfg, 0)
-	waitFor(t, 30*time.Second, "canary ready", func() bool { return cr.svc.Ready() == nil })
+	testenv.WaitFor(t, 30*time.Second, "canary ready", func() bool { return cr.svc.Ready() == nil })
 	r, reg := e.burstRunner(cr, cfg, true)
 
 	rep, err := r.Run(context.Background(), "clean", steps(t, "100000/min for 60s"))
@@ -186,7 +187,7 @@ func TestBurstCleanMatchesGroundTruth(t *testing.T) {
 	if rep.Processing.EventsPerSecond == nil || *rep.Processing.EventsPerSecond < 1000 {
 		t.Errorf("processing rate from the consumer group: %v", rep.Processing.EventsPerSecond)
 	}
-	if got := gatherCounter(t, reg, "slo_canary_bursts_total", map[string]string{"profile": "clean", "verdict": "pass"}); got != 1 {
+	if got := testenv.MetricValue(t, reg, "slo_canary_bursts_total", map[string]string{"profile": "clean", "verdict": "pass"}); got != 1 {
 		t.Errorf("bursts_total{verdict=pass} = %v", got)
 	}
 	if got := gatherQuantile(t, reg, "slo_canary_burst_last_lag_seconds", "clean", 0.95); got != rep.Lag.P95 {
@@ -208,7 +209,7 @@ func TestBurstStallAndDrop(t *testing.T) {
 		c.Bursts.Budgets.LagP95 = 10 * time.Second
 	})
 	cr := e.start(cfg, 0)
-	waitFor(t, 30*time.Second, "canary ready", func() bool { return cr.svc.Ready() == nil })
+	testenv.WaitFor(t, 30*time.Second, "canary ready", func() bool { return cr.svc.Ready() == nil })
 	r, _ := e.burstRunner(cr, cfg, false)
 
 	stalled := make(chan struct{})
@@ -287,23 +288,9 @@ func TestBurstStallAndDrop(t *testing.T) {
 
 func gatherQuantile(t *testing.T, reg *prometheus.Registry, name, profile string, q float64) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if m.GetLabel()[0].GetValue() != profile {
-				continue
-			}
-			for _, qv := range m.GetSummary().GetQuantile() {
-				if qv.GetQuantile() == q {
-					return qv.GetValue()
-				}
-			}
+	for _, qv := range testenv.Metric(t, reg, name, map[string]string{"profile": profile}).GetSummary().GetQuantile() {
+		if qv.GetQuantile() == q {
+			return qv.GetValue()
 		}
 	}
 	t.Fatalf("%s{profile=%s,quantile=%v} not found", name, profile, q)
@@ -325,7 +312,7 @@ func TestBurstCapsuleStageKeepsMarkers(t *testing.T) {
 		c.Observers["capsules"] = caps
 	})
 	cr := e.start(cfg, 0)
-	waitFor(t, 30*time.Second, "canary ready", func() bool { return cr.svc.Ready() == nil })
+	testenv.WaitFor(t, 30*time.Second, "canary ready", func() bool { return cr.svc.Ready() == nil })
 	r, _ := e.burstRunner(cr, cfg, false)
 	rep, err := r.Run(context.Background(), "capsules", steps(t, "100000/min for 15s"))
 	if err != nil {
@@ -335,20 +322,20 @@ func TestBurstCapsuleStageKeepsMarkers(t *testing.T) {
 	if rep.Markers.Acked != 50 || rep.Markers.Lost != 0 {
 		t.Fatalf("markers %+v, want 50 sent and none lost at the database", rep.Markers)
 	}
-	waitFor(t, 30*time.Second, "every burst marker seen at the capsule stage", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "every burst marker seen at the capsule stage", func() bool {
 		return int64(len(e.burstMarkers("capsules", rep.ID))) == rep.Markers.Acked
 	})
 	labels := map[string]string{"stage": "capsules", "kind": "buffer_dropped"}
-	if d := gatherCounter(t, cr.reg, "slo_canary_observer_bad_input_total", labels); d != 0 {
+	if d := testenv.MetricValue(t, cr.reg, "slo_canary_observer_bad_input_total", labels); d != 0 {
 		t.Errorf("%v sightings dropped from the capsule observer's buffer", d)
 	}
-	if lost := gatherCounter(t, cr.reg, "slo_canary_markers_lost_total", map[string]string{"stage": "capsules"}); lost != 0 {
+	if lost := testenv.MetricValue(t, cr.reg, "slo_canary_markers_lost_total", map[string]string{"stage": "capsules"}); lost != 0 {
 		t.Errorf("%v markers lost at the capsule stage", lost)
 	}
 	// The load events' ids, turned away before the buffer, still count as
 	// unknown sightings: every one of them, once their capsules are read.
 	load := float64(rep.Events.Acked - rep.Markers.Acked)
-	waitFor(t, 30*time.Second, "every load event's id counted as an unknown sighting", func() bool {
-		return gatherCounter(t, cr.reg, "slo_canary_unknown_sightings_total", map[string]string{"stage": "capsules"}) == load
+	testenv.WaitFor(t, 30*time.Second, "every load event's id counted as an unknown sighting", func() bool {
+		return testenv.MetricValue(t, cr.reg, "slo_canary_unknown_sightings_total", map[string]string{"stage": "capsules"}) == load
 	})
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/slo-scout/slo-canary/canary"
 	"github.com/slo-scout/slo-canary/config"
+	"github.com/slo-scout/slo-canary/internal/testenv"
 	"github.com/slo-scout/slo-canary/testbed"
 )
 
@@ -64,7 +65,7 @@ func kafkaOnly(t *testing.T, mod func(*config.Config)) (*testbed.Pipeline, *conf
 		scancel()
 		<-sdone
 	})
-	waitFor(t, 30*time.Second, "canary ready", func() bool { return svc.Ready() == nil })
+	testenv.WaitFor(t, 30*time.Second, "canary ready", func() bool { return svc.Ready() == nil })
 	return p, &c, svc
 }
 
@@ -173,7 +174,7 @@ func TestBurstSchedule(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- sched.Run(ctx) }()
-	waitFor(t, 30*time.Second, "three scheduled bursts", func() bool { return runs.Load() >= 3 })
+	testenv.WaitFor(t, 30*time.Second, "three scheduled bursts", func() bool { return runs.Load() >= 3 })
 
 	// A panicking burst, on demand in the same group, is recovered.
 	boom := r.Job("boom", steps(t, "100/s for 3s"))
@@ -185,17 +186,17 @@ func TestBurstSchedule(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "panicked") {
 		t.Errorf("panicking burst: %v", err)
 	}
-	panics.Store(int32(gatherCounter(t, reg, "slo_canary_scheduled_runs_total", map[string]string{"task": "burst_boom", "result": "panic"})))
+	panics.Store(int32(testenv.MetricValue(t, reg, "slo_canary_scheduled_runs_total", map[string]string{"task": "burst_boom", "result": "panic"})))
 	before := runs.Load()
-	waitFor(t, 30*time.Second, "a burst after the panic", func() bool { return runs.Load() > before })
+	testenv.WaitFor(t, 30*time.Second, "a burst after the panic", func() bool { return runs.Load() > before })
 	cancel()
 	<-done
 
 	if most.Load() != 1 {
 		t.Errorf("%d bursts ran at once", most.Load())
 	}
-	skipped := gatherCounter(t, reg, "slo_canary_scheduled_runs_total", map[string]string{"task": "burst_a", "result": "skipped"}) +
-		gatherCounter(t, reg, "slo_canary_scheduled_runs_total", map[string]string{"task": "burst_b", "result": "skipped"})
+	skipped := testenv.MetricValue(t, reg, "slo_canary_scheduled_runs_total", map[string]string{"task": "burst_a", "result": "skipped"}) +
+		testenv.MetricValue(t, reg, "slo_canary_scheduled_runs_total", map[string]string{"task": "burst_b", "result": "skipped"})
 	if skipped == 0 {
 		t.Error("no skipped run counted, yet both profiles fire every second and a burst lasts longer")
 	}

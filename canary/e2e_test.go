@@ -225,22 +225,10 @@ func (s *syncBuffer) lines(t *testing.T, msg string) []map[string]any {
 	return out
 }
 
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // waitSettled waits until n markers were sent and none is pending anywhere.
 func (e *e2e) waitSettled(cr *canaryRun, n int, timeout time.Duration) {
 	e.t.Helper()
-	waitFor(e.t, timeout, "every marker resolved", func() bool {
+	testenv.WaitFor(e.t, timeout, "every marker resolved", func() bool {
 		e.mu.Lock()
 		sent := len(e.sent) + len(e.failed)
 		e.mu.Unlock()
@@ -261,33 +249,6 @@ func counter(t *testing.T, c prometheus.Collector) float64 {
 	return testutil.ToFloat64(c)
 }
 
-func gatherCounter(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metric:
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
-					continue metric
-				}
-			}
-			if m.GetCounter() != nil {
-				return m.GetCounter().GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("metric %s%v not found", name, labels)
-	return 0
-}
-
 // TestE2EDelayMatchesGroundTruth: with 2 s ± 100 ms injected, every marker's
 // measured lag is within poll interval + 50 ms of the pipeline's own record of
 // when the marker became visible at that stage.
@@ -299,14 +260,14 @@ func TestE2EDelayMatchesGroundTruth(t *testing.T) {
 	e.waitSettled(cr, n, 60*time.Second)
 	// Settled: nothing pending anywhere, all n still held for their late window.
 	for _, stage := range []string{"database", "capsules"} {
-		if got := gatherCounter(t, cr.reg, "slo_canary_markers_pending", map[string]string{"stage": stage}); got != 0 {
+		if got := testenv.MetricValue(t, cr.reg, "slo_canary_markers_pending", map[string]string{"stage": stage}); got != 0 {
 			t.Errorf("%s: markers_pending = %v after every marker was seen, want 0", stage, got)
 		}
 	}
-	if got := gatherCounter(t, cr.reg, "slo_canary_markers_tracked", nil); got != n {
+	if got := testenv.MetricValue(t, cr.reg, "slo_canary_markers_tracked", nil); got != n {
 		t.Errorf("markers_tracked = %v, want %d (all within their late window)", got, n)
 	}
-	if got := gatherCounter(t, cr.reg, "slo_canary_markers_tracked_limit", nil); got != float64(cfg.Canary.MaxTracked) {
+	if got := testenv.MetricValue(t, cr.reg, "slo_canary_markers_tracked_limit", nil); got != float64(cfg.Canary.MaxTracked) {
 		t.Errorf("markers_tracked_limit = %v, want %d", got, cfg.Canary.MaxTracked)
 	}
 	cr.stop()
@@ -345,10 +306,10 @@ func TestE2EDelayMatchesGroundTruth(t *testing.T) {
 			t.Errorf("%s: %d markers lost, want 0", stage, len(e.lost[stage]))
 		}
 	}
-	if got := gatherCounter(t, cr.reg, "slo_canary_markers_observed_total", map[string]string{"stage": "database"}); got != n {
+	if got := testenv.MetricValue(t, cr.reg, "slo_canary_markers_observed_total", map[string]string{"stage": "database"}); got != n {
 		t.Errorf("markers_observed_total{stage=database} = %v, want %d", got, n)
 	}
-	if got := gatherCounter(t, cr.reg, "slo_canary_freshness_sli_good_total", map[string]string{"stage": "database"}); got != n {
+	if got := testenv.MetricValue(t, cr.reg, "slo_canary_freshness_sli_good_total", map[string]string{"stage": "database"}); got != n {
 		t.Errorf("freshness_sli_good_total{stage=database} = %v, want %d (all within the 5s budget)", got, n)
 	}
 	// Exemplars carry marker ids, so a slow bucket leads to a marker.
@@ -387,11 +348,11 @@ func TestE2EDelayMatchesGroundTruth(t *testing.T) {
 	}
 	// Every observer read what it should and skipped nothing.
 	for _, stage := range []string{"database", "capsules"} {
-		if got := gatherCounter(t, cr.reg, "slo_canary_observer_records_total", map[string]string{"stage": stage}); got < n {
+		if got := testenv.MetricValue(t, cr.reg, "slo_canary_observer_records_total", map[string]string{"stage": stage}); got < n {
 			t.Errorf("%s: observer_records_total = %v, want at least %d", stage, got, n)
 		}
 		for _, kind := range canary.BadInputKinds {
-			if got := gatherCounter(t, cr.reg, "slo_canary_observer_bad_input_total", map[string]string{"stage": stage, "kind": kind}); got != 0 {
+			if got := testenv.MetricValue(t, cr.reg, "slo_canary_observer_bad_input_total", map[string]string{"stage": stage, "kind": kind}); got != 0 {
 				t.Errorf("%s: observer_bad_input_total{kind=%s} = %v, want 0", stage, kind, got)
 			}
 		}
@@ -447,17 +408,17 @@ func TestE2EDropAndDuplicateExact(t *testing.T) {
 		if len(lost) != len(dropped) {
 			t.Errorf("%s: %d lost, pipeline dropped %d", stage, len(lost), len(dropped))
 		}
-		if got := gatherCounter(t, cr.reg, "slo_canary_markers_lost_total", map[string]string{"stage": stage}); int(got) != len(dropped) {
+		if got := testenv.MetricValue(t, cr.reg, "slo_canary_markers_lost_total", map[string]string{"stage": stage}); int(got) != len(dropped) {
 			t.Errorf("%s: markers_lost_total = %v, want %d", stage, got, len(dropped))
 		}
 	}
 	// Duplicates are visible on the capsule topic; the database sink is
 	// idempotent (primary key), as SLO-Scout's is.
-	dups := gatherCounter(t, cr.reg, "slo_canary_markers_duplicate_total", map[string]string{"stage": "capsules"})
+	dups := testenv.MetricValue(t, cr.reg, "slo_canary_markers_duplicate_total", map[string]string{"stage": "capsules"})
 	if int(dups) != len(duplicated) {
 		t.Errorf("capsules: markers_duplicate_total = %v, pipeline duplicated %d", dups, len(duplicated))
 	}
-	if got := gatherCounter(t, cr.reg, "slo_canary_markers_duplicate_total", map[string]string{"stage": "database"}); got != 0 {
+	if got := testenv.MetricValue(t, cr.reg, "slo_canary_markers_duplicate_total", map[string]string{"stage": "database"}); got != 0 {
 		t.Errorf("database: markers_duplicate_total = %v, want 0", got)
 	}
 	// A log line for every lost marker, with its id, partition and send time.

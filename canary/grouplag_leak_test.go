@@ -10,34 +10,24 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"go.uber.org/goleak"
 
 	"github.com/slo-scout/slo-canary/canary"
+	"github.com/slo-scout/slo-canary/internal/testenv"
 )
 
 // TestGroupLagNoGoroutineLeak: a lag watcher that refreshed against a real
 // (in-process) cluster leaves no goroutine of its own or of its Kafka client
 // behind once Run has returned and Close was called.
 func TestGroupLagNoGoroutineLeak(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	cluster, err := kfake.NewCluster(kfake.SeedTopics(2, "raw-telemetry"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
+	testenv.VerifyNoLeaks(t)
+	_, addrs := testenv.Kafka(t, kfake.SeedTopics(2, "raw-telemetry"))
 	// A group behind on a partition, so that refreshes also fetch the first
 	// uncommitted record for its age.
+	cl := testenv.KafkaClient(t, addrs, kgo.DefaultProduceTopic("raw-telemetry"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	testenv.Produce(t, cl, &kgo.Record{Value: []byte("a")}, &kgo.Record{Value: []byte("b")})
 	func() {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.DefaultProduceTopic("raw-telemetry"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cl.Close()
 		pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer pcancel()
-		if err := cl.ProduceSync(pctx, &kgo.Record{Value: []byte("a")}, &kgo.Record{Value: []byte("b")}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
 		offs := kadm.Offsets{}
 		offs.Add(kadm.Offset{Topic: "raw-telemetry", Partition: 0, At: 1})
 		if err := kadm.NewClient(cl).CommitAllOffsets(pctx, "capsule-ingest-consumer", offs); err != nil {
@@ -45,7 +35,7 @@ func TestGroupLagNoGoroutineLeak(t *testing.T) {
 		}
 	}()
 	gl, err := canary.NewGroupLag(canary.GroupLagConfig{
-		KafkaOpts: []kgo.Opt{kgo.SeedBrokers(cluster.ListenAddrs()...)}, Groups: []string{"capsule-ingest-consumer"},
+		KafkaOpts: []kgo.Opt{kgo.SeedBrokers(addrs...)}, Groups: []string{"capsule-ingest-consumer"},
 		Interval: 50 * time.Millisecond, Timeout: 5 * time.Second,
 		Registerer: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler),
 	})
@@ -57,7 +47,7 @@ func TestGroupLagNoGoroutineLeak(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- gl.Run(ctx) }()
 	first := time.Time{}
-	waitFor(t, 10*time.Second, "two refreshes that saw the lag", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "two refreshes that saw the lag", func() bool {
 		snap := gl.Latest()
 		if n, _ := snap.MaxRecords(); n != 1 {
 			return false

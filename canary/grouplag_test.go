@@ -69,7 +69,7 @@ func TestGroupLagMatchesPipeline(t *testing.T) {
 	before := [3]int{5, 7, 9}
 	produce(before, func(int32, int) time.Time { return time.Now() })
 	adm := kadm.NewClient(cl)
-	waitFor(t, 20*time.Second, "first records processed and committed", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "first records processed and committed", func() bool {
 		offs, err := adm.FetchOffsets(context.Background(), group)
 		if err != nil {
 			return false
@@ -93,7 +93,7 @@ func TestGroupLagMatchesPipeline(t *testing.T) {
 		}
 		return ts
 	})
-	waitFor(t, 20*time.Second, "stalled records consumed", func() bool { return p.Stats().Consumed == 36 })
+	testenv.WaitFor(t, 20*time.Second, "stalled records consumed", func() bool { return p.Stats().Consumed == 36 })
 
 	reg := prometheus.NewRegistry()
 	gl, err := canary.NewGroupLag(canary.GroupLagConfig{
@@ -117,7 +117,7 @@ func TestGroupLagMatchesPipeline(t *testing.T) {
 			idle.PollFetches(pollCtx)
 		}
 	}()
-	waitFor(t, 20*time.Second, "idle-group joined", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "idle-group joined", func() bool {
 		d, err := adm.DescribeGroups(context.Background(), "idle-group")
 		return err == nil && d["idle-group"].State == "Stable"
 	})
@@ -191,24 +191,24 @@ func TestGroupLagMatchesPipeline(t *testing.T) {
 	}
 
 	// The metrics say the same.
-	if got := gatherCounter(t, reg, "slo_canary_consumer_group_lag_records", map[string]string{"group": group, "partition": "0"}); got != 11 {
+	if got := testenv.MetricValue(t, reg, "slo_canary_consumer_group_lag_records", map[string]string{"group": group, "partition": "0"}); got != 11 {
 		t.Errorf("lag_records{partition=0} = %v", got)
 	}
-	if got := gatherCounter(t, reg, "slo_canary_consumer_group_lag_seconds", map[string]string{"group": group}); math.Abs(got-tl.Seconds) > 1e-9 {
+	if got := testenv.MetricValue(t, reg, "slo_canary_consumer_group_lag_seconds", map[string]string{"group": group}); math.Abs(got-tl.Seconds) > 1e-9 {
 		t.Errorf("lag_seconds = %v, want %v", got, tl.Seconds)
 	}
 	for name, want := range map[string]float64{group: 1, "no-such-group": 0, "idle-group": 0} {
-		if got := gatherCounter(t, reg, "slo_canary_consumer_group_up", map[string]string{"group": name}); got != want {
+		if got := testenv.MetricValue(t, reg, "slo_canary_consumer_group_up", map[string]string{"group": name}); got != want {
 			t.Errorf("up{%s} = %v, want %v", name, got, want)
 		}
 	}
-	if got := gatherCounter(t, reg, "slo_canary_consumer_group_state", map[string]string{"group": "no-such-group", "state": "Dead"}); got != 1 {
+	if got := testenv.MetricValue(t, reg, "slo_canary_consumer_group_state", map[string]string{"group": "no-such-group", "state": "Dead"}); got != 1 {
 		t.Errorf("state{no-such-group,Dead} = %v", got)
 	}
 
 	// Once the pipeline resumes and commits, the lag goes back to zero.
 	p.Resume()
-	waitFor(t, 20*time.Second, "lag back to zero", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "lag back to zero", func() bool {
 		s, err := gl.Refresh(context.Background())
 		if err != nil {
 			return false

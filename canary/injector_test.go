@@ -13,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/slo-scout/slo-canary/internal/testenv"
 )
 
 func TestInjectorIntervalHonoursRateCap(t *testing.T) {
@@ -38,16 +40,8 @@ func TestInjectorIntervalHonoursRateCap(t *testing.T) {
 // TestInjectorFollowsPartitions: markers go to every partition the metadata
 // names, and to new ones once the topic grows.
 func TestInjectorFollowsPartitions(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.SeedTopics(2, "raw-telemetry"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.DefaultProduceTopic("raw-telemetry"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	_, addrs := testenv.Kafka(t, kfake.SeedTopics(2, "raw-telemetry"))
+	cl := testenv.KafkaClient(t, addrs, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.DefaultProduceTopic("raw-telemetry"))
 	tr, err := NewTracker(TrackerConfig{Stages: []StageConfig{{Name: "s", Deadline: time.Minute}}, Budget: time.Second, MaxTracked: 100000})
 	if err != nil {
 		t.Fatal(err)
@@ -81,20 +75,11 @@ func TestInjectorFollowsPartitions(t *testing.T) {
 	defer func() { cancel(); <-done }()
 
 	count := func(p int32) int { mu.Lock(); defer mu.Unlock(); return perPartition[p] }
-	wait := func(what string, cond func() bool) {
-		deadline := time.Now().Add(20 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	wait("markers on both partitions", func() bool { return count(0) > 3 && count(1) > 3 })
+	testenv.WaitFor(t, 20*time.Second, "markers on both partitions", func() bool { return count(0) > 3 && count(1) > 3 })
 	if _, err := kadm.NewClient(cl).CreatePartitions(ctx, 2, "raw-telemetry"); err != nil {
 		t.Fatal(err)
 	}
-	wait("markers on the new partitions", func() bool { return count(2) > 3 && count(3) > 3 })
+	testenv.WaitFor(t, 20*time.Second, "markers on the new partitions", func() bool { return count(2) > 3 && count(3) > 3 })
 	if got := testutil.ToFloat64(m.Partitions); got != 4 {
 		t.Errorf("ingest_partitions = %v, want 4", got)
 	}

@@ -99,11 +99,7 @@ func runSecCase(t *testing.T, tc secCase, wantOK bool) {
 	if tc.mech != "" {
 		kopts = append(kopts, kfake.EnableSASL(), kfake.Superuser(tc.mech, "canary", password))
 	}
-	cluster, err := kfake.NewCluster(kopts...)
-	if err != nil {
-		t.Fatalf("kfake: %v", err)
-	}
-	t.Cleanup(cluster.Close)
+	cluster, addrs := testenv.Kafka(t, kopts...)
 	if tc.kafkaAnswer {
 		cluster.ControlKey(int16(kmsg.SASLAuthenticate), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
 			cluster.KeepControl()
@@ -121,7 +117,7 @@ func runSecCase(t *testing.T, tc secCase, wantOK bool) {
 
 	dir := t.TempDir()
 	var y strings.Builder
-	fmt.Fprintf(&y, "kafka:\n  brokers: [%q]\n  dial_timeout: 2s\n  request_timeout: 2s\n", cluster.ListenAddrs()[0])
+	fmt.Fprintf(&y, "kafka:\n  brokers: [%q]\n  dial_timeout: 2s\n  request_timeout: 2s\n", addrs[0])
 	if tc.tls {
 		ca := pki.CAFile
 		if tc.wrongCA {
@@ -230,7 +226,7 @@ observers:
 	t.Cleanup(stop)
 
 	if wantOK {
-		waitFor(t, 20*time.Second, "every marker sent and observed", func() bool {
+		testenv.WaitFor(t, 20*time.Second, "every marker sent and observed", func() bool {
 			mu.Lock()
 			defer mu.Unlock()
 			return okSent == markers && observed >= markers
@@ -250,7 +246,7 @@ observers:
 		// The injector cannot learn the ingest topic's partitions and the
 		// observer cannot fetch: both say so, and the canary keeps running.
 		var reasons map[string]float64
-		waitFor(t, 20*time.Second, "the observer's failure counted and the metadata failure logged", func() bool {
+		testenv.WaitFor(t, 20*time.Second, "the observer's failure counted and the metadata failure logged", func() bool {
 			reasons = observerErrors(t, reg, "ingest")
 			var n float64
 			for _, v := range reasons {
@@ -266,7 +262,7 @@ observers:
 			t.Errorf("with bad credentials: %d markers acknowledged, %d observed", okSent, observed)
 		}
 		mu.Unlock()
-		if got := gatherCounter(t, reg, "slo_canary_stage_ready", map[string]string{"stage": "ingest"}); got != 0 {
+		if got := testenv.MetricValue(t, reg, "slo_canary_stage_ready", map[string]string{"stage": "ingest"}); got != 0 {
 			t.Errorf("stage_ready{stage=ingest} = %v with bad credentials", got)
 		}
 		// The log names the cause, so an operator can fix it.

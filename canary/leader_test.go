@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/slo-scout/slo-canary/config"
+	"github.com/slo-scout/slo-canary/internal/testenv"
 	"github.com/slo-scout/slo-canary/testbed"
 )
 
@@ -45,7 +46,7 @@ func TestE2ELeaderMoves(t *testing.T) {
 				moved++
 			}
 		}
-		waitFor(t, 30*time.Second, "more markers after a leader move", func() bool {
+		testenv.WaitFor(t, 30*time.Second, "more markers after a leader move", func() bool {
 			e.mu.Lock()
 			defer e.mu.Unlock()
 			return len(e.sent)+len(e.failed) >= sent+10 || len(e.sent)+len(e.failed) >= n
@@ -76,7 +77,7 @@ func TestE2EBrokerRemoved(t *testing.T) {
 	const n = 96
 	cr := e.start(cfg, n)
 	cluster := e.pipe.Cluster()
-	waitFor(t, 30*time.Second, "markers before the removal", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "markers before the removal", func() bool {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		return len(e.sent) >= 24

@@ -9,24 +9,20 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"go.uber.org/goleak"
 
 	"github.com/slo-scout/slo-canary/canary"
 	"github.com/slo-scout/slo-canary/config"
+	"github.com/slo-scout/slo-canary/internal/testenv"
 )
 
 // TestServiceNoGoroutineLeak: a service that ran (injector, recovery, a Kafka
 // observer, the checkpoint loop) leaves no goroutine behind once Run returns.
 func TestServiceNoGoroutineLeak(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	cluster, err := kfake.NewCluster(kfake.SeedTopics(3, "raw-telemetry"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
+	testenv.VerifyNoLeaks(t)
+	_, addrs := testenv.Kafka(t, kfake.SeedTopics(3, "raw-telemetry"))
 
 	c := config.Defaults()
-	c.Kafka.Brokers = cluster.ListenAddrs()
+	c.Kafka.Brokers = addrs
 	c.Canary.Rate = 5
 	c.Canary.StateFile = filepath.Join(t.TempDir(), "state")
 	c.Canary.CheckpointInterval = 200 * time.Millisecond
@@ -45,7 +41,7 @@ func TestServiceNoGoroutineLeak(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
-	waitFor(t, 30*time.Second, "markers observed on the round trip", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "markers observed on the round trip", func() bool {
 		return svc.Summary().Stages[0].Observed >= 10
 	})
 	cancel()

@@ -1,6 +1,10 @@
 package canary
 
 import (
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -147,25 +151,91 @@ func TestMarkerFromEventErrors(t *testing.T) {
 	}
 }
 
-// FuzzDecodeMarker: no input makes the decoders or MarkerFromEvent panic.
+// FuzzDecodeMarker: no input makes the decoders or MarkerFromEvent panic,
+// and the wire format round-trips both ways. An event decoded from any input
+// encodes again and decodes to the same event, hence the same marker (or the
+// same refusal); a marker, with strings as configuration gives them (valid
+// UTF-8), encodes and decodes to the same event and the same marker.
 func FuzzDecodeMarker(f *testing.F) {
 	m := testMarker()
 	ev := m.Event(EventOptions{ServiceName: "s", Environment: "prod", EventType: "log", Severity: "WARN"})
 	for _, enc := range []Encoding{EncodingAvro, EncodingJSON} {
 		data, _ := Encode(enc, &ev)
-		f.Add(data, enc == EncodingJSON)
+		f.Add(data, enc == EncodingJSON, m.Instance, m.Run, m.Partition, m.Seq, m.SentAt.UnixNano())
 	}
-	f.Add([]byte{}, false)
-	f.Add([]byte(`{"event_id":1}`), true)
-	f.Fuzz(func(t *testing.T, data []byte, js bool) {
+	f.Add([]byte{}, false, "", "", int32(0), uint64(0), int64(0))
+	f.Add([]byte(`{"event_id":1}`), true, "i\xff", "r", int32(math.MinInt32), uint64(math.MaxUint64), int64(math.MinInt64))
+	f.Fuzz(func(t *testing.T, data []byte, js bool, instance, run string, partition int32, seq uint64, sentAt int64) {
 		enc := EncodingAvro
 		if js {
 			enc = EncodingJSON
 		}
-		ev, err := Decode(enc, data)
+
+		// Decoded, encoded, decoded.
+		if ev, err := Decode(enc, data); err == nil {
+			m, merr := MarkerFromEvent(&ev)
+			again, err := Encode(enc, &ev)
+			if err != nil {
+				t.Fatalf("a decoded event does not encode again: %v\n%+v", err, ev)
+			}
+			back, err := Decode(enc, again)
+			if err != nil {
+				t.Fatalf("a re-encoded event does not decode: %v\n%q", err, again)
+			}
+			if !sameEvent(ev, back) {
+				t.Fatalf("decoded %+v\nre-encoded and decoded %+v", ev, back)
+			}
+			m2, merr2 := MarkerFromEvent(&back)
+			if !sameMarker(m, m2) || fmt.Sprint(merr) != fmt.Sprint(merr2) {
+				t.Fatalf("marker %+v (%v), after the round trip %+v (%v)", m, merr, m2, merr2)
+			}
+		}
+
+		// Encoded, decoded.
+		var id uuid.UUID
+		copy(id[:], data)
+		want := Marker{ID: id, Instance: strings.ToValidUTF8(instance, "?"), Run: strings.ToValidUTF8(run, "?"),
+			Partition: partition, Seq: seq, SentAt: time.Unix(0, sentAt)}
+		o := EventOptions{ServiceName: "s", Environment: "staging", EventType: "trace"}
+		if seq%2 == 1 {
+			o.Severity = "ERROR"
+		}
+		ev := want.Event(o)
+		data, err := Encode(enc, &ev)
 		if err != nil {
+			t.Fatalf("encode %+v: %v", want, err)
+		}
+		back, err := Decode(enc, data)
+		if err != nil {
+			t.Fatalf("decode what was encoded: %v", err)
+		}
+		if !sameEvent(ev, back) {
+			t.Fatalf("encoded %+v\ndecoded %+v", ev, back)
+		}
+		got, err := MarkerFromEvent(&back)
+		if want.Instance == "" {
+			if !errors.Is(err, ErrNotMarker) {
+				t.Fatalf("a marker without instance: %+v, %v; want ErrNotMarker", got, err)
+			}
 			return
 		}
-		MarkerFromEvent(&ev)
+		if err != nil || !sameMarker(got, want) {
+			t.Fatalf("encoded %+v, decoded %+v (%v)", want, got, err)
+		}
 	})
+}
+
+// sameEvent compares events field by field, timestamps as instants.
+func sameEvent(a, b TelemetryEvent) bool {
+	if !a.Timestamp.Equal(b.Timestamp) {
+		return false
+	}
+	a.Timestamp, b.Timestamp = time.Time{}, time.Time{}
+	return reflect.DeepEqual(a, b)
+}
+
+// sameMarker compares markers field by field, send times as instants.
+func sameMarker(a, b Marker) bool {
+	return a.ID == b.ID && a.Instance == b.Instance && a.Run == b.Run && a.Partition == b.Partition &&
+		a.Seq == b.Seq && a.SentAt.Equal(b.SentAt)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/slo-scout/slo-canary/config"
+	"github.com/slo-scout/slo-canary/internal/testenv"
 	"github.com/slo-scout/slo-canary/testbed"
 )
 
@@ -62,23 +63,23 @@ func TestE2EOutages(t *testing.T) {
 	const n = 320
 	cr := e.start(cfg, n)
 	metric := func(name string, labels map[string]string) float64 {
-		return gatherCounter(t, cr.reg, name, labels)
+		return testenv.MetricValue(t, cr.reg, name, labels)
 	}
-	waitFor(t, 30*time.Second, "markers observed before the outages", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "markers observed before the outages", func() bool {
 		return metric("slo_canary_markers_observed_total", map[string]string{"stage": "database"}) >= 10
 	})
 
 	var refusing atomic.Bool
 	refuseProduce(e.pipe, "raw-telemetry", &refusing)
 	refusing.Store(true)
-	waitFor(t, 20*time.Second, "produce failures counted", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "produce failures counted", func() bool {
 		return metric("slo_canary_produce_failures_total", map[string]string{"reason": "timeout"})+
 			metric("slo_canary_produce_failures_total", map[string]string{"reason": "broker"}) > 0
 	})
 	time.Sleep(10*time.Second - cfg.Canary.ProduceTimeout) // the outage lasts 10 s in all
 	refusing.Store(false)
 	sentBefore := metric("slo_canary_markers_sent_total", nil)
-	waitFor(t, 20*time.Second, "produce resumed", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "produce resumed", func() bool {
 		return metric("slo_canary_markers_sent_total", nil) > sentBefore+5
 	})
 
@@ -86,7 +87,7 @@ func TestE2EOutages(t *testing.T) {
 	if err := e.pg.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "observer errors counted", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "observer errors counted", func() bool {
 		return metric("slo_canary_observer_errors_total", map[string]string{"stage": "database", "reason": "connect"}) > 0
 	})
 	time.Sleep(8 * time.Second) // the outage lasts about 10 s in all

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/slo-scout/slo-canary/config"
+	"github.com/slo-scout/slo-canary/internal/testenv"
 )
 
 // TestPacerSlabs: the pacer builds load events into slabs that it reuses
@@ -26,18 +27,10 @@ func TestPacerSlabs(t *testing.T) {
 		parts = 4
 		n     = 30000
 	)
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(parts, topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic(topic),
+	_, addrs := testenv.Kafka(t, kfake.NumBrokers(1), kfake.SeedTopics(parts, topic))
+	cl := testenv.KafkaClient(t, addrs, kgo.DefaultProduceTopic(topic),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(time.Millisecond),
 		kgo.MaxBufferedRecords(600))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 
 	o := testLoadOptions(EncodingAvro)
 	gen, err := NewLoadGen(o)
@@ -89,12 +82,8 @@ func TestPacerSlabs(t *testing.T) {
 	}
 
 	// Read everything back.
-	cons, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics(topic),
+	cons := testenv.KafkaClient(t, addrs, kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close()
 	got := 0
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()

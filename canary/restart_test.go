@@ -9,6 +9,7 @@ import (
 
 	"github.com/slo-scout/slo-canary/canary"
 	"github.com/slo-scout/slo-canary/config"
+	"github.com/slo-scout/slo-canary/internal/testenv"
 	"github.com/slo-scout/slo-canary/testbed"
 )
 
@@ -31,7 +32,7 @@ func TestE2ERestartAccountsForEveryMarker(t *testing.T) {
 				}
 			})
 			a := e.start(cfg, 0)
-			waitFor(t, 30*time.Second, "40 markers sent by the first run", func() bool {
+			testenv.WaitFor(t, 30*time.Second, "40 markers sent by the first run", func() bool {
 				e.mu.Lock()
 				defer e.mu.Unlock()
 				return len(e.sent) >= 40
@@ -49,7 +50,7 @@ func TestE2ERestartAccountsForEveryMarker(t *testing.T) {
 			}
 			// Down for 2 s: markers in flight reach the stages meanwhile.
 			downSince := time.Now()
-			waitFor(t, 10*time.Second, "downtime", func() bool { return time.Since(downSince) > 2*time.Second })
+			testenv.WaitFor(t, 10*time.Second, "downtime", func() bool { return time.Since(downSince) > 2*time.Second })
 
 			b := e.start(cfg, 20)
 			e.waitSettled(b, sentA+20, 90*time.Second)
@@ -64,7 +65,7 @@ func TestE2ERestartAccountsForEveryMarker(t *testing.T) {
 			for _, id := range e.pipe.DroppedIDs() {
 				dropped[id] = true
 			}
-			recovered := gatherCounter(t, b.reg, "slo_canary_markers_recovered_total", map[string]string{"source": mode})
+			recovered := testenv.MetricValue(t, b.reg, "slo_canary_markers_recovered_total", map[string]string{"source": mode})
 			if recovered == 0 {
 				t.Errorf("second run recovered nothing from the %s", mode)
 			}

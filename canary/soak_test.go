@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/slo-scout/slo-canary/config"
+	"github.com/slo-scout/slo-canary/internal/testenv"
 	"github.com/slo-scout/slo-canary/testbed"
 )
 
@@ -64,12 +65,12 @@ func TestSoak(t *testing.T) {
 	// its steady size.
 	warm := 15 * time.Second
 	start := time.Now()
-	waitFor(t, warm+5*time.Second, "warm-up", func() bool { return time.Since(start) >= warm })
+	testenv.WaitFor(t, warm+5*time.Second, "warm-up", func() bool { return time.Since(start) >= warm })
 	base := take()
 	maxTracked := base.tracked
 	for time.Since(start) < total {
 		next := time.Now().Add(5 * time.Second)
-		waitFor(t, 10*time.Second, "next sample", func() bool { return time.Now().After(next) })
+		testenv.WaitFor(t, 10*time.Second, "next sample", func() bool { return time.Now().After(next) })
 		s := take()
 		t.Logf("t=%s goroutines=%d tracked=%d heap=%.1fMiB", time.Since(start).Round(time.Second), s.goroutines, s.tracked, float64(s.heap)/(1<<20))
 		maxTracked = max(maxTracked, s.tracked)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/slo-scout/slo-canary/canary"
 	"github.com/slo-scout/slo-canary/config"
+	"github.com/slo-scout/slo-canary/internal/testenv"
 	"github.com/slo-scout/slo-canary/probes"
 )
 
@@ -29,11 +30,7 @@ const topic = "capsule-events"
 
 func newCluster(t *testing.T) *kfake.Cluster {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c, _ := testenv.Kafka(t, kfake.NumBrokers(1), kfake.SeedTopics(3, topic))
 	return c
 }
 
@@ -69,13 +66,7 @@ func (w tWriter) Write(p []byte) (int, error) {
 func startKafka(t *testing.T, c *kfake.Cluster, cfg config.KafkaObserver, deps probes.Deps) *probes.Kafka {
 	t.Helper()
 	k := runKafka(t, append(deps.KafkaOpts, kgo.SeedBrokers(c.ListenAddrs()...)), cfg, deps)
-	deadline := time.Now().Add(10 * time.Second)
-	for !k.Ready() {
-		if time.Now().After(deadline) {
-			t.Fatal("observer not ready after 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 10*time.Second, "the observer ready", k.Ready)
 	return k
 }
 

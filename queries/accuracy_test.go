@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/slo-scout/slo-canary/config"
+	"github.com/slo-scout/slo-canary/internal/testenv"
 	"github.com/slo-scout/slo-canary/probes"
 	"github.com/slo-scout/slo-canary/testbed"
 )
@@ -63,7 +64,7 @@ func TestContinuousAccuracy(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- s.Run(ctx) }()
-	waitFor(t, 30*time.Second, "45 requests with evidence", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "45 requests with evidence", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(got["sli_evidence"]) >= 45

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/slo-scout/slo-canary/config"
+	"github.com/slo-scout/slo-canary/internal/testenv"
 	"github.com/slo-scout/slo-canary/testbed"
 )
 
@@ -50,7 +51,7 @@ func TestServiceNoGoroutineLeak(t *testing.T) {
 		<-done
 		t.Fatalf("run on demand: ran %v, %+v, %v", ran, res, err)
 	}
-	waitFor(t, 10*time.Second, "both continuous probes answered 3 times", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "both continuous probes answered 3 times", func() bool {
 		return testutil.ToFloat64(s.metrics.SLITotal.WithLabelValues("sli")) >= 3 &&
 			testutil.ToFloat64(s.metrics.SLITotal.WithLabelValues("sli_evidence")) >= 3
 	})

@@ -78,7 +78,7 @@ func TestErrorClassesCounted(t *testing.T) {
 	done := make(chan error)
 	go func() { done <- s.Run(ctx) }()
 	m := s.metrics
-	waitFor(t, 20*time.Second, "3 requests per probe", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "3 requests per probe", func() bool {
 		for name := range want {
 			if testutil.ToFloat64(m.SLITotal.WithLabelValues(name)) < 3 {
 				return false
@@ -214,7 +214,7 @@ func TestRunOnce(t *testing.T) {
 		t.Errorf("strict: %+v", strict)
 	}
 	for run, v := range map[string]float64{"fast": 1, "strict": 0} {
-		if got := valueOf(t, reg, "slo_canary_concurrency_last_verdict", map[string]string{"run": run}); got != v {
+		if got := testenv.MetricValue(t, reg, "slo_canary_concurrency_last_verdict", map[string]string{"run": run}); got != v {
 			t.Errorf("%s: last_verdict %v", run, got)
 		}
 	}
@@ -245,39 +245,6 @@ func TestRunOnce(t *testing.T) {
 	}
 }
 
-// valueOf returns the value of the counter or gauge series of name with the
-// given labels.
-func valueOf(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			lv := map[string]string{}
-			for _, l := range m.GetLabel() {
-				lv[l.GetName()] = l.GetValue()
-			}
-			for k, v := range labels {
-				if lv[k] != v {
-					continue series
-				}
-			}
-			if g := m.GetGauge(); g != nil {
-				return g.GetValue()
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	t.Fatalf("no %s%v", name, labels)
-	return 0
-}
-
 // TestRunsNeverOverlap: a run asked for while another runs is refused by the
 // scheduler's group, and scheduled runs are registered as jobs.
 func TestRunsNeverOverlap(t *testing.T) {
@@ -299,14 +266,14 @@ func TestRunsNeverOverlap(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The scheduled run is a job: its counters exist.
-	if n := valueOf(t, reg, "slo_canary_scheduled_runs_total", map[string]string{"task": "query_c200", "result": "skipped"}); n != 0 {
+	if n := testenv.MetricValue(t, reg, "slo_canary_scheduled_runs_total", map[string]string{"task": "query_c200", "result": "skipped"}); n != 0 {
 		t.Errorf("skipped %v", n)
 	}
 	var wg sync.WaitGroup
 	var first RunResult
 	var firstErr error
 	wg.Go(func() { first, _, firstErr = s.RunNow(context.Background(), "c100") })
-	waitFor(t, 10*time.Second, "the first run's requests", func() bool { return api.Stats().Requests > 0 })
+	testenv.WaitFor(t, 10*time.Second, "the first run's requests", func() bool { return api.Stats().Requests > 0 })
 	_, ran, err := s.RunNow(context.Background(), "c200")
 	if ran || err != nil {
 		t.Errorf("second run while the first runs: ran %v err %v", ran, err)
@@ -315,7 +282,7 @@ func TestRunsNeverOverlap(t *testing.T) {
 	if firstErr != nil || first.Verdict != VerdictPass || first.Requests != 20 {
 		t.Errorf("first run: %+v %v", first, firstErr)
 	}
-	if n := valueOf(t, reg, "slo_canary_scheduled_runs_total", map[string]string{"task": "query_c200", "result": "skipped"}); n != 1 {
+	if n := testenv.MetricValue(t, reg, "slo_canary_scheduled_runs_total", map[string]string{"task": "query_c200", "result": "skipped"}); n != 1 {
 		t.Errorf("skipped runs %v, want 1", n)
 	}
 	if n := testutil.ToFloat64(s.metrics.Runs.WithLabelValues("c100", VerdictPass)); n != 1 {

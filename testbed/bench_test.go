@@ -45,7 +45,7 @@ func BenchmarkPipelineThroughput(b *testing.B) {
 	start := time.Now()
 	go func() { done <- p.Run(ctx) }()
 	n := int64(b.N)
-	waitFor(b, 10*time.Minute, "backlog drained", func() bool {
+	testenv.WaitFor(b, 10*time.Minute, "backlog drained", func() bool {
 		s := p.Stats()
 		return s.DBRows == n && s.Forwarded == n
 	})

@@ -92,32 +92,16 @@ func produceRecords(t testing.TB, brokers []string, recs []*kgo.Record) time.Tim
 		t.Fatalf("producer: %v", err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	start := time.Now()
-	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatalf("produce: %v", err)
-	}
+	testenv.Produce(t, cl, recs...)
 	return start
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // waitProcessed waits until every consumed event has reached its sinks.
 func waitProcessed(t testing.TB, p *testbed.Pipeline, consumed, dbRows, forwarded int64) testbed.Stats {
 	t.Helper()
 	var s testbed.Stats
-	waitFor(t, 20*time.Second, fmt.Sprintf("consumed=%d db_rows=%d forwarded=%d", consumed, dbRows, forwarded), func() bool {
+	testenv.WaitFor(t, 20*time.Second, fmt.Sprintf("consumed=%d db_rows=%d forwarded=%d", consumed, dbRows, forwarded), func() bool {
 		s = p.Stats()
 		return s.Consumed == consumed && s.DBRows == dbRows && s.Forwarded == forwarded
 	})

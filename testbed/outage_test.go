@@ -23,7 +23,7 @@ func TestPipelineDatabaseOutage(t *testing.T) {
 	}
 	events := newEvents(20, 2)
 	produce(t, p.Brokers(), canary.EncodingAvro, 2, events)
-	waitFor(t, 20*time.Second, "forwards done and a database error", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "forwards done and a database error", func() bool {
 		s := p.Stats()
 		return s.Forwarded == 20 && s.DBErrors > 0
 	})

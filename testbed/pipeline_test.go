@@ -136,7 +136,7 @@ func TestPipelineRowsAndCapsules(t *testing.T) {
 
 	// Offsets are committed once both sinks have everything: lag drains to 0.
 	adm := kadm.NewClient(newClient(t, p.Brokers()))
-	waitFor(t, 10*time.Second, "consumer-group lag 0", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "consumer-group lag 0", func() bool {
 		lags, err := adm.Lag(ctx, "capsule-ingest-consumer")
 		if err != nil {
 			return false
@@ -192,7 +192,7 @@ func TestPipelineDrop(t *testing.T) {
 	p := startPipeline(t, testbed.PipelineConfig{Partitions: 3, PostgresDSN: dsn, Seed: 42, Faults: testbed.Faults{DropPct: 10}})
 	events := newEvents(200, 3)
 	produce(t, p.Brokers(), canary.EncodingAvro, 3, events)
-	waitFor(t, 20*time.Second, "all consumed", func() bool { return p.Stats().Consumed == 200 })
+	testenv.WaitFor(t, 20*time.Second, "all consumed", func() bool { return p.Stats().Consumed == 200 })
 	dropped := p.DroppedIDs()
 	if len(dropped) < 5 || len(dropped) > 40 {
 		t.Fatalf("%d of 200 dropped at 10%%", len(dropped))
@@ -233,7 +233,7 @@ func TestPipelineDuplicate(t *testing.T) {
 	p := startPipeline(t, testbed.PipelineConfig{Partitions: 3, PostgresDSN: dsn, Seed: 7, Faults: testbed.Faults{DuplicatePct: 30}})
 	events := newEvents(100, 3)
 	produce(t, p.Brokers(), canary.EncodingAvro, 3, events)
-	waitFor(t, 20*time.Second, "all consumed", func() bool { return p.Stats().Consumed == 100 })
+	testenv.WaitFor(t, 20*time.Second, "all consumed", func() bool { return p.Stats().Consumed == 100 })
 	dups := p.DuplicatedIDs()
 	if len(dups) < 10 || len(dups) > 60 {
 		t.Fatalf("%d of 100 duplicated at 30%%", len(dups))
@@ -277,7 +277,7 @@ func TestPipelineStallResume(t *testing.T) {
 	events := newEvents(30, 2)
 	produce(t, p.Brokers(), canary.EncodingAvro, 2, events)
 	// Queued == 30 means the scheduler holds all of them: none was released.
-	waitFor(t, 10*time.Second, "30 consumed and queued", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "30 consumed and queued", func() bool {
 		s := p.Stats()
 		return s.Consumed == 30 && s.Queued == 30
 	})
@@ -368,7 +368,7 @@ func TestPipelineDecodeErrors(t *testing.T) {
 		t.Errorf("decode errors = %d, want 3", s.DecodeErrors)
 	}
 	adm := kadm.NewClient(newClient(t, p.Brokers()))
-	waitFor(t, 10*time.Second, "offsets committed past the bad records", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "offsets committed past the bad records", func() bool {
 		offs, err := adm.FetchOffsets(context.Background(), "capsule-ingest-consumer")
 		if err != nil {
 			return false
@@ -384,7 +384,7 @@ func TestTruthCap(t *testing.T) {
 	p := startPipeline(t, testbed.PipelineConfig{Partitions: 1, TruthCap: 10, Faults: testbed.Faults{DropPct: 50}, Seed: 9})
 	events := newEvents(30, 1)
 	produce(t, p.Brokers(), canary.EncodingAvro, 1, events)
-	waitFor(t, 10*time.Second, "all consumed", func() bool { return p.Stats().Consumed == 30 })
+	testenv.WaitFor(t, 10*time.Second, "all consumed", func() bool { return p.Stats().Consumed == 30 })
 	if s := p.Stats(); s.TruthEvicted != 20 {
 		t.Errorf("evicted %d, want 20", s.TruthEvicted)
 	}

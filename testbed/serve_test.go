@@ -75,7 +75,7 @@ func TestControlAPI(t *testing.T) {
 	events := newEvents(3, 1)
 	produce(t, p.Brokers(), canary.EncodingAvro, 1, events)
 	var s testbed.Stats
-	waitFor(t, 10*time.Second, "3 queued", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "3 queued", func() bool {
 		call(t, "GET", srv.URL+"/stats", "", 200, &s)
 		return s.Queued == 3
 	})

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slo-scout/slo-canary/internal/testenv"
 	"github.com/slo-scout/slo-canary/testbed"
 )
 
@@ -34,12 +36,22 @@ func (l *lockedBuffer) String() string {
 // TestDemo runs `slo-canary demo` as a newcomer would, until its summary shows
 // markers observed at every stage, then presses Ctrl-C: it exits 0.
 func TestDemo(t *testing.T) {
-	t.Run("with postgres", func(t *testing.T) { testDemo(t, testbed.PostgresAvailable()) })
+	t.Run("with postgres", func(t *testing.T) {
+		if !testbed.PostgresAvailable() {
+			testenv.Missing(t, "PostgreSQL (initdb, pg_ctl)")
+		}
+		testDemo(t, true)
+	})
 	t.Run("without postgres", func(t *testing.T) { testDemo(t, false) })
 }
 
 func testDemo(t *testing.T, withDB bool) {
 	var out, errb lockedBuffer
+	defer func() {
+		if t.Failed() {
+			t.Logf("stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
+		}
+	}()
 	code := make(chan int, 1)
 	args := []string{"demo", "--listen", "127.0.0.1:0", "--partitions", "2", "--rate", "5", "--summary-interval", "500ms"}
 	if !withDB {
@@ -47,8 +59,11 @@ func testDemo(t *testing.T, withDB bool) {
 	}
 	go func() { code <- run(args, &out, &errb) }()
 	observed := regexp.MustCompile(`(\w+): observed=(\d+) lost=0`)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	want := []string{"capsules"}
+	if withDB {
+		want = append(want, "database")
+	}
+	testenv.WaitFor(t, 60*time.Second, fmt.Sprintf("a summary with markers observed at %v", want), func() bool {
 		lines := strings.Split(out.String(), "\n")
 		seen := map[string]bool{}
 		for _, l := range lines {
@@ -61,22 +76,12 @@ func testDemo(t *testing.T, withDB bool) {
 				}
 			}
 		}
-		want := []string{"capsules"}
-		if withDB {
-			want = append(want, "database")
-		}
 		all := true
 		for _, s := range want {
 			all = all && seen[s]
 		}
-		if all {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no summary with markers observed at %v within 60s.\nstdout:\n%s\nstderr:\n%s", want, out.String(), errb.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return all
+	})
 	for _, want := range []string{"kafka:", "control:", "metrics:  http://127.0.0.1:", "stages:"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q", want)

@@ -6,15 +6,14 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/slo-scout/slo-canary/canary"
 	"github.com/slo-scout/slo-canary/config"
 	"github.com/slo-scout/slo-canary/internal/testenv"
 	"github.com/slo-scout/slo-canary/testbed"
@@ -137,37 +136,14 @@ queries:
 func TestDaemonSchedulesBursts(t *testing.T) {
 	dsn := testenv.PostgresDSN(t)
 	p := testenv.Pipeline(t, testbed.PipelineConfig{Partitions: 2, PostgresDSN: dsn})
-	c := config.Defaults()
-	c.Kafka.Brokers = p.Brokers()
-	c.HTTP.Listen = "127.0.0.1:0"
-	db := c.Observers["database"]
-	db.SQL.DSN = dsn
-	db.PollInterval = 200 * time.Millisecond
-	c.Observers["database"] = db
-	c.Canary.Recovery.Enabled = false
-	c.Bursts.Enabled = true
-	c.Bursts.Profiles = map[string]config.BurstProfile{"tiny": {Schedule: "@every 2s", Steps: []string{"500/s for 1s"}}}
-	c.Bursts.Budgets.RateTolerance = 0.1 // see TestGate
-	c.ConsumerLag.Groups = []string{"capsule-ingest-consumer", "fingerprinting-job"}
-	c.ConsumerLag.Interval = 500 * time.Millisecond
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	addrs := make(chan net.Addr, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- runDaemon(ctx, &c, newLogger(config.Log{Level: "error"}, os.Stderr), &daemonHooks{
-			started: func(_ *canary.Service, a net.Addr) { addrs <- a },
-		})
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("daemon: %v", err)
-		}
-	}()
-	url := "http://" + (<-addrs).String() + "/metrics"
+	c := pipelineConfig(t, p, dsn, 200*time.Millisecond, func(c *config.Config) {
+		c.Bursts.Enabled = true
+		c.Bursts.Profiles = map[string]config.BurstProfile{"tiny": {Schedule: "@every 2s", Steps: []string{"500/s for 1s"}}}
+		c.Bursts.Budgets.RateTolerance = 0.1 // see TestGate
+		c.ConsumerLag.Groups = []string{"capsule-ingest-consumer", "fingerprinting-job"}
+		c.ConsumerLag.Interval = 500 * time.Millisecond
+	})
+	url := startDaemon(t, daemonOpts{cfg: c}).url() + "/metrics"
 	want := []string{
 		`slo_canary_bursts_total{profile="tiny",verdict="pass"} 1`,
 		`slo_canary_scheduled_runs_total{result="success",task="burst_tiny"} 1`,
@@ -175,8 +151,8 @@ func TestDaemonSchedulesBursts(t *testing.T) {
 		`slo_canary_consumer_group_up{group="fingerprinting-job"} 0`,
 		`slo_canary_consumer_group_state{group="fingerprinting-job",state="Dead"} 1`,
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	var missing []string
+	testenv.WaitFor(t, 60*time.Second, "/metrics to show every series wanted", func() bool {
 		resp, err := http.Get(url)
 		if err != nil {
 			t.Fatal(err)
@@ -184,20 +160,18 @@ func TestDaemonSchedulesBursts(t *testing.T) {
 		var b bytes.Buffer
 		b.ReadFrom(resp.Body)
 		resp.Body.Close()
-		var missing []string
+		var now []string
 		for _, w := range want {
 			if !strings.Contains(b.String(), w) {
-				missing = append(missing, w)
+				now = append(now, w)
 			}
 		}
-		if len(missing) == 0 {
-			return
+		if !slices.Equal(now, missing) {
+			t.Logf("/metrics lacks %q", now)
+			missing = now
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/metrics lacks %q", missing)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return len(now) == 0
+	})
 }
 
 // TestGateWithQueries: the gate runs the burst, then the query concurrency

@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -11,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slo-scout/slo-canary/canary"
 	"github.com/slo-scout/slo-canary/config"
 	"github.com/slo-scout/slo-canary/internal/testenv"
 	"github.com/slo-scout/slo-canary/testbed"
@@ -118,29 +115,11 @@ func TestDaemonServesAndShutsDown(t *testing.T) {
 	dsn := testenv.PostgresDSN(t)
 	p := testenv.Pipeline(t, testbed.PipelineConfig{Partitions: 2, PostgresDSN: dsn})
 
-	c := config.Defaults()
-	c.Kafka.Brokers = p.Brokers()
-	c.HTTP.Listen = "127.0.0.1:0"
-	db := c.Observers["database"]
-	db.SQL.DSN = dsn
-	db.PollInterval = 200 * time.Millisecond
-	c.Observers["database"] = db
-	c.Canary.Recovery.Enabled = false
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	addrs := make(chan net.Addr, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	c := pipelineConfig(t, p, dsn, 200*time.Millisecond, nil)
 	var logs lockedBuffer
-	go func() {
-		done <- runDaemon(ctx, &c, newLogger(config.Log{Level: "warn", Format: "json"}, &logs), &daemonHooks{
-			started: func(_ *canary.Service, a net.Addr) { addrs <- a },
-		})
-	}()
-	base := "http://" + (<-addrs).String()
+	d := startDaemon(t, daemonOpts{cfg: c, logger: newLogger(config.Log{Level: "warn", Format: "json"}, &logs)})
 	get := func(path string) (int, string) {
-		resp, err := http.Get(base + path)
+		resp, err := http.Get(d.url() + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -157,30 +136,14 @@ func TestDaemonServesAndShutsDown(t *testing.T) {
 	if !strings.Contains(logs.String(), `"msg":"config warning","warning":"queries.probes.sli.rotate.journey_ids: holds the placeholder`) {
 		t.Errorf("no config warning for the placeholder journey logged:\n%s", logs.String())
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		code, body := get("/readyz")
-		if code == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz still %d: %s", code, body)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	d.waitReady()
 	_, metrics := get("/metrics")
 	for _, want := range []string{"slo_canary_build_info{", "slo_canary_markers_sent_total", `slo_canary_stage_ready{stage="database"} 1`, "go_goroutines", "process_resident_memory_bytes"} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("daemon: %v", err)
-		}
-	case <-time.After(c.Canary.ShutdownTimeout + 10*time.Second):
-		t.Fatal("daemon did not stop within its shutdown bound")
+	if err := d.stop(); err != nil { // within its shutdown bound, or the test fails
+		t.Fatalf("daemon: %v", err)
 	}
 }

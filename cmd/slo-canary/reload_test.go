@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -64,17 +63,6 @@ func scrape(t *testing.T, base string) map[string]float64 {
 	return m
 }
 
-func waitUntil(t *testing.T, d time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // TestConfigReload runs the daemon from a config file against the reference
 // pipeline (which holds every event 2 s, so markers are in flight) and
 // changes the file under it: a valid change is applied by new parts, and
@@ -116,60 +104,40 @@ observers:
 	gens := make(chan *gen, 4)
 	var base string // the endpoint, the same for every generation
 	logs := &lockedBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- runReloading(ctx, reloadOptions{
-			path: path, cfg: cfg, poll: 100 * time.Millisecond,
-			logger: newLogger(config.Log{Level: "info", Format: "text"}, logs),
-			hooks: &daemonHooks{started: func(svc *canary.Service, a net.Addr) {
-				// Before the generation's parts run: nothing it observes is missed.
-				g := &gen{svc: svc, obs: map[uuid.UUID]bool{}}
-				svc.Watch(canary.Hooks{Result: func(stage string, _ probes.Sighting, r canary.Result) {
-					if stage == "database" && (r.Outcome == canary.OutcomeObserved || r.Outcome == canary.OutcomeLate) {
-						g.mu.Lock()
-						g.obs[r.Marker.ID] = true
-						g.mu.Unlock()
-					}
-				}})
-				if base == "" {
-					base = "http://" + a.String()
-				} else if base != "http://"+a.String() {
-					t.Errorf("endpoint moved from %s to %s", base, a)
+	d := startDaemon(t, daemonOpts{
+		cfg: cfg, path: path, poll: 100 * time.Millisecond,
+		logger: newLogger(config.Log{Level: "info", Format: "text"}, logs),
+		started: func(svc *canary.Service, a net.Addr) {
+			// Before the generation's parts run: nothing it observes is missed.
+			g := &gen{svc: svc, obs: map[uuid.UUID]bool{}}
+			svc.Watch(canary.Hooks{Result: func(stage string, _ probes.Sighting, r canary.Result) {
+				if stage == "database" && (r.Outcome == canary.OutcomeObserved || r.Outcome == canary.OutcomeLate) {
+					g.mu.Lock()
+					g.obs[r.Marker.ID] = true
+					g.mu.Unlock()
 				}
-				gens <- g
-			}},
-		})
-	}()
-	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("daemon: %v", err)
+			}})
+			if base == "" {
+				base = "http://" + a.String()
+			} else if base != "http://"+a.String() {
+				t.Errorf("endpoint moved from %s to %s", base, a)
 			}
-		case <-time.After(30 * time.Second):
-			t.Error("daemon did not stop")
-		}
-	}()
+			gens <- g
+		},
+	})
+	// started has handed the generation to gens before the daemon's own
+	// record of it, which next waits for.
 	nextGen := func(what string) *gen {
 		t.Helper()
-		select {
-		case g := <-gens:
-			return g
-		case err := <-done:
-			t.Fatalf("daemon stopped waiting for %s: %v", what, err)
-		case <-time.After(30 * time.Second):
-			t.Fatalf("no new generation: %s", what)
-		}
-		return nil
+		d.next(what)
+		return <-gens
 	}
-	g1 := nextGen("start")
+	g1 := <-gens
 	m0 := scrape(t, base)
 	if m0["slo_canary_config_last_reload_successful"] != 1 || m0[`slo_canary_stage_deadline_seconds{stage="database"}`] != 90 {
 		t.Fatalf("at start: successful=%v deadline=%v", m0["slo_canary_config_last_reload_successful"], m0[`slo_canary_stage_deadline_seconds{stage="database"}`])
 	}
-	waitUntil(t, 30*time.Second, "markers in flight in the first generation", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "markers in flight in the first generation", func() bool {
 		for _, st := range g1.svc.Summary().Stages {
 			if st.Name == "database" && st.Pending >= 4 && st.Observed >= 2 {
 				return true
@@ -203,7 +171,7 @@ observers:
 	if got := m1[`slo_canary_stage_deadline_seconds{stage="database"}`]; got != 120 {
 		t.Errorf("new stage deadline not in effect: %v", got)
 	}
-	waitUntil(t, 30*time.Second, fmt.Sprintf("all %d markers in flight across the reload observed after it", len(pending)), func() bool {
+	testenv.WaitFor(t, 30*time.Second, fmt.Sprintf("all %d markers in flight across the reload observed after it", len(pending)), func() bool {
 		g2.mu.Lock()
 		defer g2.mu.Unlock()
 		for _, id := range pending {
@@ -221,7 +189,7 @@ observers:
 
 	t.Log("invalid file: rejected, reported, old config keeps running")
 	writeAtomic(t, path, body("120s", "-1"))
-	waitUntil(t, 10*time.Second, "reload failure gauge", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "reload failure gauge", func() bool {
 		return scrape(t, base)["slo_canary_config_last_reload_successful"] == 0
 	})
 	if l := logs.String(); !strings.Contains(l, "config reload rejected") || !strings.Contains(l, "canary.rate") {
@@ -229,7 +197,7 @@ observers:
 	}
 	observedAt := func() uint64 { return g2.svc.Summary().Stages[0].Observed }
 	before := observedAt()
-	waitUntil(t, 15*time.Second, "markers still observed under the old config", func() bool { return observedAt() > before })
+	testenv.WaitFor(t, 15*time.Second, "markers still observed under the old config", func() bool { return observedAt() > before })
 	select {
 	case <-gens:
 		t.Fatal("an invalid config started a new generation")
@@ -238,7 +206,7 @@ observers:
 
 	t.Log("file fixed: reload succeeds, nothing to restart")
 	writeAtomic(t, path, body("120s", "1"))
-	waitUntil(t, 10*time.Second, "reload success gauge", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "reload success gauge", func() bool {
 		return scrape(t, base)["slo_canary_config_last_reload_successful"] == 1
 	})
 	ts := scrape(t, base)["slo_canary_config_last_reload_success_timestamp_seconds"]
@@ -247,7 +215,7 @@ observers:
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 10*time.Second, "SIGHUP reload", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "SIGHUP reload", func() bool {
 		return scrape(t, base)["slo_canary_config_last_reload_success_timestamp_seconds"] > ts
 	})
 	if !strings.Contains(logs.String(), "trigger=SIGHUP") {

@@ -24,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/slo-scout/slo-canary/internal/testenv"
 	"github.com/slo-scout/slo-canary/testbed"
 )
 
@@ -71,18 +72,14 @@ func TestNoSecretInLogsOrMetrics(t *testing.T) {
 	const probeRole = "slo_canary_queries"
 	db := startDBTestbed(t, dbPW, fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD %s IN ROLE %s", probeRole, quoteLiteral(probePW), testbed.ServeReadRole))
 
-	cluster, err := kfake.NewCluster(
+	_, addrs := testenv.Kafka(t,
 		kfake.SeedTopics(2, "raw-telemetry"),
 		kfake.EnableSASL(),
 		kfake.Superuser("SCRAM-SHA-256", "canary", kafkaPW),
 		kfake.Superuser("PLAIN", "canary", kafkaPW),
 		kfake.Superuser("SCRAM-SHA-256", "mirror", mirrorPW),
 	)
-	if err != nil {
-		t.Fatalf("kfake: %v", err)
-	}
-	t.Cleanup(cluster.Close)
-	saslBroker := cluster.ListenAddrs()[0]
+	saslBroker := addrs[0]
 	mirrorTopic(t, saslBroker, "mirror", mirrorPW, db.pipeline.Brokers(), "raw-telemetry")
 
 	api, err := testbed.NewAPI(testbed.APIOptions{Profile: fastAPIProfile(), JWTKey: []byte(jwtKey)})

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -22,7 +21,6 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/slo-scout/slo-canary/canary"
 	"github.com/slo-scout/slo-canary/config"
 	"github.com/slo-scout/slo-canary/internal/testenv"
 	"github.com/slo-scout/slo-canary/testbed"
@@ -85,37 +83,8 @@ func TestDaemonWebConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c := config.Defaults()
-	c.Kafka.Brokers = p.Brokers()
-	c.HTTP.Listen = "127.0.0.1:0"
-	c.HTTP.WebConfigFile = webFile
-	db := c.Observers["database"]
-	db.SQL.DSN = dsn
-	c.Observers["database"] = db
-	c.Canary.Recovery.Enabled = false
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	addrs := make(chan net.Addr, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- runDaemon(ctx, &c, newLogger(config.Log{Level: "error"}, os.Stderr), &daemonHooks{
-			started: func(_ *canary.Service, a net.Addr) { addrs <- a },
-		})
-	}()
-	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("daemon: %v", err)
-			}
-		case <-time.After(c.Canary.ShutdownTimeout + 10*time.Second):
-			t.Error("daemon did not stop")
-		}
-	}()
-	addr := (<-addrs).String()
+	c := pipelineConfig(t, p, dsn, 0, func(c *config.Config) { c.HTTP.WebConfigFile = webFile })
+	addr := startDaemon(t, daemonOpts{cfg: c}).addr
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	get := func(t *testing.T, url, user, pass string) (int, string) {
 		t.Helper()

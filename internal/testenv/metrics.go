@@ -11,8 +11,57 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 )
+
+// Metric gathers g and returns the first series of the family name whose
+// labels include every name and value of labels (nil or empty: the first
+// series). It fails the test if there is none.
+func Metric(tb testing.TB, g prometheus.Gatherer, name string, labels map[string]string) *dto.Metric {
+	tb.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		tb.Fatalf("gather: %v", err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			have := make(map[string]string, len(m.GetLabel()))
+			for _, lp := range m.GetLabel() {
+				have[lp.GetName()] = lp.GetValue()
+			}
+			for k, v := range labels {
+				if lv, ok := have[k]; !ok || lv != v {
+					continue series
+				}
+			}
+			return m
+		}
+	}
+	tb.Fatalf("metric %s%v not found", name, labels)
+	return nil
+}
+
+// MetricValue returns the value of the counter, gauge or untyped series that
+// Metric finds.
+func MetricValue(tb testing.TB, g prometheus.Gatherer, name string, labels map[string]string) float64 {
+	tb.Helper()
+	m := Metric(tb, g, name, labels)
+	switch {
+	case m.Counter != nil:
+		return m.GetCounter().GetValue()
+	case m.Gauge != nil:
+		return m.GetGauge().GetValue()
+	case m.Untyped != nil:
+		return m.GetUntyped().GetValue()
+	}
+	tb.Fatalf("metric %s%v is not a counter, gauge or untyped series", name, labels)
+	return 0
+}
 
 // MetricNamesGolden checks a metric set against a golden list of "name type"
 // lines: a rename breaks dashboards and alerts, so it must show in a diff.
