@@ -77,7 +77,7 @@ func TestPromtoolCleanWhenMeasured(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	waitFor(t, 30*time.Second, "the evidence overhead", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "the evidence overhead", func() bool {
 		return len(series("slo_canary_evidence_overhead_within_budget")) == 1
 	})
 	if _, ran, err := s.RunNow(ctx, "c100"); err != nil || !ran {
