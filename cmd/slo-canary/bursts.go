@@ -7,7 +7,7 @@ import (
 	"maps"
 	"slices"
 
-	"github.com/slo-scout/slo-canary/canary"
+	"github.com/slo-scout/slo-canary/canary/burst"
 )
 
 // burstParts wires consumer-group lag (a part of its own) and scheduled
@@ -29,8 +29,8 @@ func burstParts(d daemonDeps) ([]part, error) {
 	}
 	profiles := slices.Sorted(maps.Keys(d.cfg.Bursts.Profiles))
 	logger := d.logger.With("component", "burst")
-	runner, err := canary.NewBurstRunner(canary.BurstOptions{
-		Service: d.service, GroupLag: gl, Metrics: canary.NewBurstMetrics(d.reg, profiles),
+	runner, err := burst.NewRunner(burst.Options{
+		Service: d.service, GroupLag: gl, Metrics: burst.NewMetrics(d.reg, profiles),
 		Logger: logger, Progress: progressLogger(logger),
 	})
 	if err != nil {
@@ -50,9 +50,9 @@ func burstParts(d daemonDeps) ([]part, error) {
 }
 
 // progressLogger logs a running burst's progress every 30 seconds.
-func progressLogger(logger *slog.Logger) func(canary.BurstProgress) {
+func progressLogger(logger *slog.Logger) func(burst.Progress) {
 	n := 0
-	return func(p canary.BurstProgress) {
+	return func(p burst.Progress) {
 		if n++; n%30 != 0 {
 			return
 		}

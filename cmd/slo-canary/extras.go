@@ -8,6 +8,7 @@ import (
 
 	"github.com/slo-scout/slo-canary/canary"
 	"github.com/slo-scout/slo-canary/config"
+	"github.com/slo-scout/slo-canary/internal/sched"
 )
 
 // daemonDeps is what the daemon's optional parts are built from.
@@ -15,7 +16,7 @@ type daemonDeps struct {
 	cfg       *config.Config
 	reg       prometheus.Registerer
 	logger    *slog.Logger
-	scheduler *canary.Scheduler
+	scheduler *sched.Scheduler
 	service   *canary.Service
 }
 

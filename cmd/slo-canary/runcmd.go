@@ -20,6 +20,7 @@ import (
 
 	"github.com/slo-scout/slo-canary/canary"
 	"github.com/slo-scout/slo-canary/config"
+	"github.com/slo-scout/slo-canary/internal/sched"
 )
 
 func newRunCmd() *cobra.Command {
@@ -169,7 +170,7 @@ func buildParts(ctx context.Context, cfg *config.Config, reg prometheus.Register
 	if err != nil {
 		return nil, nil, &exitError{code: exitFailure, err: fmt.Errorf("start: %w", err)}
 	}
-	sched := canary.NewScheduler(reg, logger.With("component", "scheduler"))
+	sched := sched.New(reg, logger.With("component", "scheduler"))
 	extras, err := extraParts(ctx, daemonDeps{cfg: cfg, reg: reg, logger: logger, scheduler: sched, service: svc})
 	if err != nil {
 		return nil, nil, &exitError{code: exitFailure, err: fmt.Errorf("start: %w", err)}

@@ -1,4 +1,4 @@
-package canary_test
+package grouplag_test
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 
-	"github.com/slo-scout/slo-canary/canary"
+	"github.com/slo-scout/slo-canary/canary/grouplag"
 )
 
 // TestGroupLagNoGoroutineLeak: a lag watcher that refreshed against a real
@@ -44,7 +44,7 @@ func TestGroupLagNoGoroutineLeak(t *testing.T) {
 			t.Fatal(err)
 		}
 	}()
-	gl, err := canary.NewGroupLag(canary.GroupLagConfig{
+	gl, err := grouplag.New(grouplag.Config{
 		KafkaOpts: []kgo.Opt{kgo.SeedBrokers(cluster.ListenAddrs()...)}, Groups: []string{"capsule-ingest-consumer"},
 		Interval: 50 * time.Millisecond, Timeout: 5 * time.Second,
 		Registerer: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler),
