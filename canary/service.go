@@ -382,7 +382,7 @@ func (s *Service) restore(ctx context.Context) {
 	}
 	since := s.start.Add(-oldest - s.cfg.Canary.LateWindow)
 	if path := s.cfg.Canary.StateFile; path != "" {
-		states, savedAt, err := LoadCheckpoint(path, s.cfg.Canary.Instance)
+		states, savedAt, err := ReadCheckpoint(path, s.cfg.Canary.Instance)
 		switch {
 		case errors.Is(err, ErrNoCheckpoint):
 			s.log.Info("no checkpoint to resume from", "state_file", path)
@@ -431,7 +431,7 @@ func (s *Service) checkpoints(ctx context.Context) {
 
 func (s *Service) checkpoint() {
 	now := s.now()
-	if err := s.tracker.SaveCheckpoint(s.cfg.Canary.StateFile, s.cfg.Canary.Instance, now); err != nil {
+	if err := WriteCheckpoint(s.cfg.Canary.StateFile, s.tracker.Checkpoint(s.cfg.Canary.Instance, now)); err != nil {
 		s.metrics.CheckpointErrors.Inc()
 		s.log.Warn("checkpoint failed", "err", err)
 		return

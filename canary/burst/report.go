@@ -11,6 +11,7 @@ import (
 
 	"github.com/slo-scout/slo-canary/canary"
 	"github.com/slo-scout/slo-canary/config"
+	"github.com/slo-scout/slo-canary/internal/atomicfile"
 )
 
 // Report is everything a burst measured, and its verdict. It is written
@@ -217,35 +218,15 @@ func (r *Report) WriteJSON(path string) error {
 	if err != nil {
 		return fmt.Errorf("burst report: %w", err)
 	}
-	return writeFileAtomic(path, append(data, '\n'))
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return atomicfile.WriteFile(path, append(data, '\n'))
 }
 
 // ReportPath is where a scheduled burst's report goes in dir.
 func (r *Report) ReportPath(dir string) string {
 	return filepath.Join(dir, fmt.Sprintf("burst-%s-%s.json", r.Profile, r.Started.UTC().Format("20060102T150405Z")))
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path))
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }
 
 // lagSummary summarises lags (seconds), nearest rank as the demo's summary.

@@ -116,7 +116,7 @@ func runReloading(ctx context.Context, o reloadOptions) error {
 			return &exitError{code: exitFailure, err: fmt.Errorf("reload checkpoint directory: %w", err)}
 		}
 		defer os.RemoveAll(dir)
-		r.stateFile = filepath.Join(dir, "checkpoint.json")
+		r.stateFile = filepath.Join(dir, "checkpoint.gob")
 	}
 	base := prometheus.NewRegistry()
 	r.m = newReloadMetrics(base)
