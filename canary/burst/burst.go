@@ -1,3 +1,8 @@
+// Package burst runs load bursts through the pipeline: events at an exact
+// rate on every partition of the ingest topic (Pacer, LoadGen), markers of
+// the steady canary.Service spread through them, guards that abort a burst
+// when the pipeline is in trouble, and a verdict against the budgets
+// (Report, Metrics). Scheduled bursts are sched jobs (Runner.Jobs).
 package burst
 
 import (
