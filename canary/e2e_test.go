@@ -13,7 +13,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/slo-scout/slo-canary/canary"
@@ -242,11 +241,6 @@ func (e *e2e) waitSettled(cr *canaryRun, n int, timeout time.Duration) {
 		}
 		return true
 	})
-}
-
-func counter(t *testing.T, c prometheus.Collector) float64 {
-	t.Helper()
-	return testutil.ToFloat64(c)
 }
 
 // TestE2EDelayMatchesGroundTruth: with 2 s ± 100 ms injected, every marker's

@@ -200,50 +200,83 @@ func (in *Injector) send(ctx context.Context, partition int32) {
 	in.seqs[partition]++
 	m := Marker{
 		ID:        uuid.New(),
-		Instance:  in.cfg.Instance,
 		Run:       in.cfg.Run,
 		Partition: partition,
 		Seq:       in.seqs[partition],
 		SentAt:    in.cfg.Now(),
 	}
+	rec, promise, err := in.Record(m, in.produced)
+	if errors.Is(err, ErrTrackerFull) {
+		return
+	}
+	if err != nil {
+		in.cfg.Logger.Error("encode marker", "marker_id", m.ID, "err", err)
+		return
+	}
+	// TryProduce never blocks: a full buffer means Kafka is not keeping up, and
+	// the canary must not pile up behind it.
+	in.cfg.Client.TryProduce(ctx, rec, promise)
+}
+
+// produced accounts for a steady marker's completed produce.
+func (in *Injector) produced(m Marker, err error) {
+	if in.cfg.Sent != nil {
+		in.cfg.Sent(m, err)
+	}
+	if err != nil {
+		reason := ProduceFailureReason(err)
+		in.cfg.Metrics.ProduceFailures.WithLabelValues(reason).Inc()
+		in.cfg.Logger.Warn("marker produce failed", "marker_id", m.ID, "partition", m.Partition, "reason", reason, "err", err)
+		return
+	}
+	in.sent.Add(1)
+	in.cfg.Metrics.Sent.Inc()
+	in.cfg.Metrics.LastMarkerSentTS.Set(float64(in.cfg.Now().UnixNano()) / 1e9)
+}
+
+// ErrTrackerFull is Record's answer when the tracker holds canary.max_tracked
+// markers: the marker is not sent.
+var ErrTrackerFull = errors.New("tracker full")
+
+// Record makes the record of marker m, which it sends as the injector's
+// instance: it encodes m as an event, tracks it, and returns the record with
+// the promise to produce it with. The promise abandons m if its produce
+// failed, observes the produce latency if it succeeded, then calls done, if
+// set. A marker that cannot be encoded (the encoder's error) or tracked
+// (ErrTrackerFull) is counted in markers_not_sent_total and not tracked.
+// The steady markers and a burst's are all made here.
+func (in *Injector) Record(m Marker, done func(Marker, error)) (*kgo.Record, func(*kgo.Record, error), error) {
+	m.Instance = in.cfg.Instance
 	ev := m.Event(in.cfg.Event)
 	value, err := Encode(in.cfg.Encoding, &ev)
 	if err != nil {
 		in.cfg.Metrics.NotSent.WithLabelValues("encode").Inc()
-		in.cfg.Logger.Error("encode marker", "marker_id", m.ID, "err", err)
-		return
+		return nil, nil, err
 	}
 	if !in.cfg.Tracker.Track(m, false) {
 		in.cfg.Metrics.NotSent.WithLabelValues("tracker_full").Inc()
-		return
+		return nil, nil, ErrTrackerFull
 	}
 	rec := &kgo.Record{
 		Topic:     in.cfg.Topic,
-		Partition: partition,
+		Partition: m.Partition,
 		Key:       []byte(in.cfg.Event.ServiceName),
 		Value:     value,
 		Timestamp: m.SentAt,
 		Headers:   []kgo.RecordHeader{{Key: HeaderInstance, Value: []byte(in.cfg.Instance)}},
 	}
-	// TryProduce never blocks: a full buffer means Kafka is not keeping up, and
-	// the canary must not pile up behind it.
-	in.cfg.Client.TryProduce(ctx, rec, func(_ *kgo.Record, err error) {
-		if in.cfg.Sent != nil {
-			in.cfg.Sent(m, err)
-		}
+	return rec, func(_ *kgo.Record, err error) {
 		if err != nil {
+			// Not under any lock of done's: the tracker calls the Lost hooks
+			// under its own lock, so theirs are taken after the tracker's.
 			in.cfg.Tracker.Abandon(m.ID)
-			reason := produceFailureReason(err)
-			in.cfg.Metrics.ProduceFailures.WithLabelValues(reason).Inc()
-			in.cfg.Logger.Warn("marker produce failed", "marker_id", m.ID, "partition", partition, "reason", reason, "err", err)
-			return
+		} else {
+			observeWithID(in.cfg.Metrics.ProduceLatency, in.cfg.Now().Sub(m.SentAt).Seconds(), m.ID)
 		}
-		now := in.cfg.Now()
-		in.sent.Add(1)
-		in.cfg.Metrics.Sent.Inc()
-		in.cfg.Metrics.LastMarkerSentTS.Set(float64(now.UnixNano()) / 1e9)
-		observeWithID(in.cfg.Metrics.ProduceLatency, now.Sub(m.SentAt).Seconds(), m.ID)
-	})
+		if done != nil {
+			done(m, err)
+		}
+	}, nil
 }
 
 func observeWithID(h prometheus.Observer, v float64, id uuid.UUID) {
@@ -254,7 +287,9 @@ func observeWithID(h prometheus.Observer, v float64, id uuid.UUID) {
 	h.Observe(v)
 }
 
-func produceFailureReason(err error) string {
+// ProduceFailureReason is the produce_failures_total reason of a failed
+// produce: one of ProduceFailureReasons.
+func ProduceFailureReason(err error) string {
 	var ke *kerr.Error
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, kgo.ErrClientClosed):

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -15,18 +16,14 @@ import (
 
 // contractSchema is TelemetryEvent written out from the contract's table, by
 // hand and independently of telemetry_event.avsc, for an independent reader.
-const contractSchema = `{"type":"record","name":"TelemetryEvent","namespace":"com.sloscout.schema","fields":[
- {"name":"event_id","type":"string"},
- {"name":"service_name","type":"string"},
- {"name":"environment","type":{"type":"enum","name":"Environment","symbols":["prod","staging","dev"]}},
- {"name":"event_type","type":{"type":"enum","name":"EventType","symbols":["log","trace","metric"]}},
- {"name":"timestamp","type":{"type":"long","logicalType":"timestamp-millis"}},
- {"name":"severity","type":["null",{"type":"enum","name":"Severity","symbols":["DEBUG","INFO","WARN","ERROR","FATAL"]}],"default":null},
- {"name":"message","type":["null","string"],"default":null},
- {"name":"trace_id","type":["null","string"],"default":null},
- {"name":"span_id","type":["null","string"],"default":null},
- {"name":"attributes","type":{"type":"map","values":"string"},"default":{}},
- {"name":"raw_blob_s3_key","type":["null","string"],"default":null}]}`
+// The burst package's load events are read with it too.
+var contractSchema = func() string {
+	b, err := os.ReadFile("testdata/contract_telemetry_event.avsc")
+	if err != nil {
+		panic(err) // a test file of the repository
+	}
+	return string(b)
+}()
 
 func testMarker() Marker {
 	return Marker{ID: uuid.New(), Instance: "canary-a", Run: "r1", Partition: 7, Seq: 42,

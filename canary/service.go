@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -87,42 +88,55 @@ const recentLags = 2048
 // New builds the service. Observers that cannot be built are a configuration
 // error; observers whose backend is down are not (they report unready).
 func New(ctx context.Context, o Options) (*Service, error) {
-	cfg := o.Config
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{cfg: cfg, hooks: o.Hooks, log: o.Logger, now: o.Now, start: o.Now()}
+	s := &Service{cfg: o.Config, hooks: o.Hooks, log: o.Logger, now: o.Now, start: o.Now()}
 	s.run = strconv.FormatInt(s.start.UnixNano(), 36)
-
-	kopts, err := KafkaOpts(cfg.Kafka, o.Logger)
+	kopts, err := KafkaOpts(s.cfg.Kafka, o.Logger)
 	if err != nil {
 		return nil, err
 	}
 	s.kopts = kopts
-
-	names := cfg.EnabledObservers()
-	if len(o.Observers) > 0 {
-		names = names[:0]
-		for n := range o.Observers {
-			names = append(names, n)
-		}
-		slices.Sort(names)
+	if err := s.buildStages(ctx, o.Observers); err != nil {
+		return nil, err
 	}
-	var tstages []StageConfig
+	err = s.buildMetrics(o.Registerer)
+	if err == nil {
+		err = s.buildTracker(o.Registerer)
+	}
+	if err == nil {
+		err = s.buildInjector(o.MaxMarkers)
+	}
+	if err != nil {
+		s.closeObservers()
+		return nil, err
+	}
+	return s, nil
+}
+
+// buildStages builds an observer for every enabled stage, or takes the given
+// ones (tests). On failure it closes those it built.
+func (s *Service) buildStages(ctx context.Context, given map[string]probes.Observer) error {
+	cfg := s.cfg
+	names := cfg.EnabledObservers()
+	if len(given) > 0 {
+		names = slices.Sorted(maps.Keys(given))
+	}
 	for i, n := range names {
 		oc := cfg.Observers[n]
 		st := &stage{idx: i, name: n, cfg: oc, recent: make([]float64, recentLags)}
-		if obs, ok := o.Observers[n]; ok {
+		if obs, ok := given[n]; ok {
 			st.obs = obs
 		} else {
 			obs, err := probes.New(ctx, n, oc, probes.Deps{
-				KafkaOpts: kopts,
+				KafkaOpts: s.kopts,
 				Start:     s.start,
 				Lookback:  oc.EffectiveDeadline(cfg.Canary.Deadline) + cfg.Canary.LateWindow,
-				Logger:    o.Logger.With("stage", n),
+				Logger:    s.log.With("stage", n),
 				// Observers run after New has built the tracker and the
 				// metrics (and after restore has re-tracked what a
 				// restart left). An id turned away is an unknown sighting,
@@ -137,89 +151,126 @@ func New(ctx context.Context, o Options) (*Service, error) {
 			})
 			if err != nil {
 				s.closeObservers()
-				return nil, fmt.Errorf("observer %s: %w", n, err)
+				return fmt.Errorf("observer %s: %w", n, err)
 			}
 			st.obs = obs
 		}
 		s.stages = append(s.stages, st)
-		tstages = append(tstages, StageConfig{Name: n, Deadline: oc.EffectiveDeadline(cfg.Canary.Deadline)})
 	}
-	s.metrics = NewMetrics(o.Registerer, names)
-	if err := o.Registerer.Register(newObserverStats(s.stages)); err != nil {
-		s.closeObservers()
-		return nil, fmt.Errorf("register observer metrics: %w", err)
-	}
-	s.metrics.FreshnessBudget.Set(cfg.Canary.FreshnessBudget.Seconds())
-	for _, st := range s.stages {
-		s.metrics.StageDeadline.WithLabelValues(st.name).Set(st.cfg.EffectiveDeadline(cfg.Canary.Deadline).Seconds())
-	}
-	s.tracker, err = NewTracker(TrackerConfig{
-		Stages:     tstages,
-		Budget:     cfg.Canary.FreshnessBudget,
-		LateWindow: cfg.Canary.LateWindow,
-		MaxTracked: cfg.Canary.MaxTracked,
-	})
-	if err != nil {
-		s.closeObservers()
-		return nil, err
-	}
-	if err := s.registerTrackerGauges(o.Registerer, cfg.Canary.MaxTracked); err != nil {
-		s.closeObservers()
-		return nil, err
-	}
-
-	popts := append(slices.Clone(kopts),
-		kgo.DefaultProduceTopic(cfg.Canary.Topic),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.RecordDeliveryTimeout(cfg.Canary.ProduceTimeout),
-		// A round of markers (one per partition) leaves in one request per broker.
-		kgo.ProducerLinger(5*time.Millisecond),
-		kgo.MaxBufferedRecords(10000),
-		kgo.ProducerBatchCompression(compression(cfg.Canary.Compression)),
-	)
-	s.client, err = kgo.NewClient(popts...)
-	if err != nil {
-		s.closeObservers()
-		return nil, fmt.Errorf("kafka client: %w", err)
-	}
-	s.injector, err = NewInjector(InjectorConfig{
-		Client:          s.client,
-		Topic:           cfg.Canary.Topic,
-		Instance:        cfg.Canary.Instance,
-		Run:             s.run,
-		Encoding:        Encoding(cfg.Canary.Encoding),
-		Event:           EventOptions{ServiceName: cfg.Canary.ServiceName, Environment: cfg.Canary.Environment, EventType: cfg.Canary.EventType, Severity: cfg.Canary.Severity},
-		Rate:            cfg.Canary.Rate,
-		MaxRate:         cfg.Canary.MaxRate,
-		MetadataRefresh: cfg.Canary.MetadataRefresh,
-		Tracker:         s.tracker,
-		Metrics:         s.metrics,
-		Logger:          o.Logger.With("component", "injector"),
-		Now:             o.Now,
-		Sent:            o.Hooks.Sent,
-		MaxMarkers:      o.MaxMarkers,
-	})
-	if err != nil {
-		s.client.Close()
-		s.closeObservers()
-		return nil, err
-	}
-	return s, nil
+	return nil
 }
 
-// registerTrackerGauges registers TrackerGauges for the service's stages.
-func (s *Service) registerTrackerGauges(reg prometheus.Registerer, limit int) error {
+// stageNames are the stages' names, in stage index order.
+func (s *Service) stageNames() []string {
 	names := make([]string, len(s.stages))
 	for i, st := range s.stages {
 		names[i] = st.name
 	}
-	for _, c := range TrackerGauges(s.tracker, names, limit) {
-		if err := reg.Register(c); err != nil {
+	return names
+}
+
+// buildMetrics registers the service's metrics and the observers' own.
+func (s *Service) buildMetrics(reg prometheus.Registerer) error {
+	s.metrics = NewMetrics(reg, s.stageNames())
+	if err := reg.Register(newObserverStats(s.stages)); err != nil {
+		return fmt.Errorf("register observer metrics: %w", err)
+	}
+	s.metrics.FreshnessBudget.Set(s.cfg.Canary.FreshnessBudget.Seconds())
+	for _, st := range s.stages {
+		s.metrics.StageDeadline.WithLabelValues(st.name).Set(st.cfg.EffectiveDeadline(s.cfg.Canary.Deadline).Seconds())
+	}
+	return nil
+}
+
+// buildTracker builds the tracker of the stages and registers its gauges.
+func (s *Service) buildTracker(reg prometheus.Registerer) error {
+	c := s.cfg.Canary
+	tstages := make([]StageConfig, len(s.stages))
+	for i, st := range s.stages {
+		tstages[i] = StageConfig{Name: st.name, Deadline: st.cfg.EffectiveDeadline(c.Deadline)}
+	}
+	t, err := NewTracker(TrackerConfig{
+		Stages:     tstages,
+		Budget:     c.FreshnessBudget,
+		LateWindow: c.LateWindow,
+		MaxTracked: c.MaxTracked,
+	})
+	if err != nil {
+		return err
+	}
+	s.tracker = t
+	for _, col := range TrackerGauges(s.tracker, s.stageNames(), c.MaxTracked) {
+		if err := reg.Register(col); err != nil {
 			return fmt.Errorf("register tracker metrics: %w", err)
 		}
 	}
 	return nil
+}
+
+// buildInjector builds the marker producer and the injector that drives it.
+func (s *Service) buildInjector(maxMarkers int) error {
+	c := s.cfg.Canary
+	popts := append(s.ProducerOpts(),
+		// A round of markers (one per partition) leaves in one request per broker.
+		kgo.ProducerLinger(5*time.Millisecond),
+		kgo.MaxBufferedRecords(10000),
+	)
+	client, err := kgo.NewClient(popts...)
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	s.client = client
+	s.injector, err = NewInjector(InjectorConfig{
+		Client:          s.client,
+		Topic:           c.Topic,
+		Instance:        c.Instance,
+		Run:             s.run,
+		Encoding:        Encoding(c.Encoding),
+		Event:           EventOptions{ServiceName: c.ServiceName, Environment: c.Environment, EventType: c.EventType, Severity: c.Severity},
+		Rate:            c.Rate,
+		MaxRate:         c.MaxRate,
+		MetadataRefresh: c.MetadataRefresh,
+		Tracker:         s.tracker,
+		Metrics:         s.metrics,
+		Logger:          s.log.With("component", "injector"),
+		Now:             s.now,
+		Sent:            s.hooks.Sent,
+		MaxMarkers:      maxMarkers,
+	})
+	if err != nil {
+		s.client.Close()
+		return err
+	}
+	return nil
+}
+
+// ProducerOpts are the options of a producer to the ingest topic, as the
+// collectors' contract has them: the Kafka connection, acks=all with
+// idempotence (kgo's default), the configured delivery timeout and
+// compression, and a manual partitioner. The marker producer and a burst's
+// add their own linger and buffer sizes.
+func (s *Service) ProducerOpts() []kgo.Opt {
+	c := s.cfg.Canary
+	return append(slices.Clone(s.kopts),
+		kgo.DefaultProduceTopic(c.Topic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordDeliveryTimeout(c.ProduceTimeout),
+		kgo.ProducerBatchCompression(compression(c.Compression)),
+	)
+}
+
+// Config is the configuration the service runs with.
+func (s *Service) Config() *config.Config { return s.cfg }
+
+// RunID identifies this run of the service: the run of its markers, and the
+// prefix of its bursts' ids.
+func (s *Service) RunID() string { return s.run }
+
+// MarkerRecord makes a marker record for another producer (a burst's), through
+// the injector's Record: tracked, and then observed, as the steady markers.
+func (s *Service) MarkerRecord(m Marker, done func(Marker, error)) (*kgo.Record, func(*kgo.Record, error), error) {
+	return s.injector.Record(m, done)
 }
 
 // TrackerGauges export what t holds, read at scrape time: the canary's
@@ -331,7 +382,7 @@ func (s *Service) restore(ctx context.Context) {
 	}
 	since := s.start.Add(-oldest - s.cfg.Canary.LateWindow)
 	if path := s.cfg.Canary.StateFile; path != "" {
-		states, savedAt, err := LoadCheckpoint(path, s.cfg.Canary.Instance)
+		states, savedAt, err := ReadCheckpoint(path, s.cfg.Canary.Instance)
 		switch {
 		case errors.Is(err, ErrNoCheckpoint):
 			s.log.Info("no checkpoint to resume from", "state_file", path)
@@ -380,7 +431,7 @@ func (s *Service) checkpoints(ctx context.Context) {
 
 func (s *Service) checkpoint() {
 	now := s.now()
-	if err := s.tracker.SaveCheckpoint(s.cfg.Canary.StateFile, s.cfg.Canary.Instance, now); err != nil {
+	if err := WriteCheckpoint(s.cfg.Canary.StateFile, s.tracker.Checkpoint(s.cfg.Canary.Instance, now)); err != nil {
 		s.metrics.CheckpointErrors.Inc()
 		s.log.Warn("checkpoint failed", "err", err)
 		return

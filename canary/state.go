@@ -5,12 +5,14 @@ import (
 	"encoding/gob"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/slo-scout/slo-canary/internal/atomicfile"
 )
 
 // MarkerState is one tracked marker as a checkpoint holds it: the marker and,
@@ -119,22 +121,23 @@ const (
 	checkpointChunk   = 4096
 )
 
-// SaveCheckpoint writes the tracker's markers of instance to path
-// atomically (a temporary file renamed over it), so a crash mid-write leaves
-// the previous checkpoint. The tracker is locked only while its markers are
-// copied, in their compact form.
-func (t *Tracker) SaveCheckpoint(path, instance string, now time.Time) error {
-	stages, markers := t.exportCompact(instance)
-	return writeCheckpoint(path, checkpointHeader{Version: checkpointVersion, SavedAt: now, Instance: instance, Stages: stages}, markers)
+// Checkpoint is the tracker's markers of one instance as a state file holds
+// them, in their compact form. WriteCheckpoint writes it; ReadCheckpoint reads
+// the file back as MarkerStates.
+type Checkpoint struct {
+	SavedAt  time.Time
+	Instance string
+	Stages   []string // the stage of bit i of a marker's seen and lost bits
+	markers  []checkpointMarker
 }
 
-// exportCompact copies the markers of instance, oldest first.
-func (t *Tracker) exportCompact(instance string) ([]string, []checkpointMarker) {
+// Checkpoint copies the markers of instance, oldest first, taken at now. The
+// tracker is locked only while they are copied, in their compact form.
+func (t *Tracker) Checkpoint(instance string, now time.Time) Checkpoint {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.settle()
-	stages := t.stageNames()
-	out := make([]checkpointMarker, 0, len(t.index))
+	c := Checkpoint{SavedAt: now, Instance: instance, Stages: t.stageNames(), markers: make([]checkpointMarker, 0, len(t.index))}
 	for _, i := range t.ord {
 		e := t.slot(i)
 		if e.flags&flagAbandoned != 0 {
@@ -144,51 +147,38 @@ func (t *Tracker) exportCompact(instance string) ([]string, []checkpointMarker) 
 		if m.Instance != instance {
 			continue
 		}
-		out = append(out, checkpointMarker{ID: m.ID, Run: m.Run, Partition: m.Partition, Seq: m.Seq,
+		c.markers = append(c.markers, checkpointMarker{ID: m.ID, Run: m.Run, Partition: m.Partition, Seq: m.Seq,
 			SentAt: m.SentAt.UnixNano(), Seen: e.seen, Lost: e.lost})
 	}
-	return stages, out
+	return c
 }
 
-func writeCheckpoint(path string, h checkpointHeader, markers []checkpointMarker) error {
-	h.Count = len(markers)
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
+// WriteCheckpoint writes c to path atomically (a temporary file renamed over
+// it), so a crash mid-write leaves the previous checkpoint.
+func WriteCheckpoint(path string, c Checkpoint) error {
+	h := checkpointHeader{Version: checkpointVersion, SavedAt: c.SavedAt, Instance: c.Instance, Stages: c.Stages, Count: len(c.markers)}
+	err := atomicfile.Write(path, func(w io.Writer) error {
+		enc := gob.NewEncoder(w)
+		err := enc.Encode(&h)
+		for start := 0; err == nil && start < len(c.markers); start += checkpointChunk {
+			err = enc.Encode(c.markers[start:min(start+checkpointChunk, len(c.markers))])
+		}
+		if err != nil {
+			return fmt.Errorf("encode: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("checkpoint %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name()) // after a successful rename there is nothing left to remove
-	w := bufio.NewWriter(tmp)
-	enc := gob.NewEncoder(w)
-	err = enc.Encode(&h)
-	for start := 0; err == nil && start < len(markers); start += checkpointChunk {
-		err = enc.Encode(markers[start:min(start+checkpointChunk, len(markers))])
-	}
-	if err != nil {
-		tmp.Close()
-		return fmt.Errorf("checkpoint %s: encode: %w", path, err)
-	}
-	if err := w.Flush(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("checkpoint %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("checkpoint %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("checkpoint %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("checkpoint %s: %w", path, err)
+		return fmt.Errorf("checkpoint: %w", err)
 	}
 	return nil
 }
 
-// ErrNoCheckpoint is returned by LoadCheckpoint when there is no state file.
+// ErrNoCheckpoint is returned by ReadCheckpoint when there is no state file.
 var ErrNoCheckpoint = errors.New("no checkpoint")
 
-// LoadCheckpoint reads a state file written by SaveCheckpoint for instance.
-func LoadCheckpoint(path, instance string) ([]MarkerState, time.Time, error) {
+// ReadCheckpoint reads a state file written by WriteCheckpoint for instance.
+func ReadCheckpoint(path, instance string) ([]MarkerState, time.Time, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, time.Time{}, ErrNoCheckpoint

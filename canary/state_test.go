@@ -49,10 +49,10 @@ func TestCheckpointResumesExactly(t *testing.T) {
 	}
 
 	path := filepath.Join(t.TempDir(), "state")
-	if err := a.SaveCheckpoint(path, "c1", t0.Add(14*time.Second)); err != nil {
+	if err := WriteCheckpoint(path, a.Checkpoint("c1", t0.Add(14*time.Second))); err != nil {
 		t.Fatal(err)
 	}
-	states, savedAt, err := LoadCheckpoint(path, "c1")
+	states, savedAt, err := ReadCheckpoint(path, "c1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,24 +89,24 @@ func TestCheckpointResumesExactly(t *testing.T) {
 	}
 }
 
-func TestLoadCheckpointErrors(t *testing.T) {
+func TestReadCheckpointErrors(t *testing.T) {
 	dir := t.TempDir()
-	if _, _, err := LoadCheckpoint(filepath.Join(dir, "absent"), "c1"); err != ErrNoCheckpoint {
+	if _, _, err := ReadCheckpoint(filepath.Join(dir, "absent"), "c1"); err != ErrNoCheckpoint {
 		t.Errorf("missing file: %v, want ErrNoCheckpoint", err)
 	}
 	bad := filepath.Join(dir, "bad")
 	os.WriteFile(bad, []byte("not a checkpoint"), 0o600)
-	if _, _, err := LoadCheckpoint(bad, "c1"); err == nil || !strings.Contains(err.Error(), "damaged") {
+	if _, _, err := ReadCheckpoint(bad, "c1"); err == nil || !strings.Contains(err.Error(), "damaged") {
 		t.Errorf("garbage: %v, want a 'damaged' error", err)
 	}
 	other := filepath.Join(dir, "other")
-	if err := twoStageTracker(t).SaveCheckpoint(other, "c2", time.Now()); err != nil {
+	if err := WriteCheckpoint(other, twoStageTracker(t).Checkpoint("c2", time.Now())); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := LoadCheckpoint(other, "c1"); err == nil || !strings.Contains(err.Error(), `instance "c2"`) {
+	if _, _, err := ReadCheckpoint(other, "c1"); err == nil || !strings.Contains(err.Error(), `instance "c2"`) {
 		t.Errorf("another instance's file: %v", err)
 	}
-	if err := twoStageTracker(t).SaveCheckpoint(filepath.Join(dir, "no", "such", "dir"), "c1", time.Now()); err == nil {
+	if err := WriteCheckpoint(filepath.Join(dir, "no", "such", "dir"), twoStageTracker(t).Checkpoint("c1", time.Now())); err == nil {
 		t.Error("saving into a missing directory succeeded")
 	}
 }
@@ -136,10 +136,10 @@ func TestCheckpointChunks(t *testing.T) {
 		want[m.ID] = [2]bool{false, seen}
 	}
 	path := filepath.Join(t.TempDir(), "state")
-	if err := a.SaveCheckpoint(path, "c1", t0); err != nil {
+	if err := WriteCheckpoint(path, a.Checkpoint("c1", t0)); err != nil {
 		t.Fatal(err)
 	}
-	states, _, err := LoadCheckpoint(path, "c1")
+	states, _, err := ReadCheckpoint(path, "c1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestCheckpointChunks(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(path, data[:len(data)*2/3], 0o600)
-	if _, _, err := LoadCheckpoint(path, "c1"); err == nil || !strings.Contains(err.Error(), "damaged after") {
+	if _, _, err := ReadCheckpoint(path, "c1"); err == nil || !strings.Contains(err.Error(), "damaged after") {
 		t.Errorf("truncated checkpoint: %v, want a 'damaged after' error", err)
 	}
 }
@@ -189,7 +189,7 @@ func TestCheckpointVersion1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	states, savedAt, err := LoadCheckpoint(path, "c1")
+	states, savedAt, err := ReadCheckpoint(path, "c1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +205,7 @@ func TestCheckpointVersion1(t *testing.T) {
 	enc.Encode(checkpointHeader{Version: checkpointVersion, SavedAt: t0, Instance: "c1", Count: 1})
 	enc.Encode([]checkpointMarker{{ID: id}, {ID: uuid.New()}})
 	f.Close()
-	if _, _, err := LoadCheckpoint(path, "c1"); err == nil || !strings.Contains(err.Error(), "more markers than") {
+	if _, _, err := ReadCheckpoint(path, "c1"); err == nil || !strings.Contains(err.Error(), "more markers than") {
 		t.Errorf("a chunk past the announced count: %v, want a 'more markers than' error", err)
 	}
 }

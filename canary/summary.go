@@ -47,14 +47,15 @@ func (s *Service) Summary() Summary {
 		st.mu.Unlock()
 		slices.Sort(lags)
 		ss.Samples = n
-		ss.P50, ss.P95, ss.P99 = quantile(lags, 0.50), quantile(lags, 0.95), quantile(lags, 0.99)
+		ss.P50, ss.P95, ss.P99 = Quantile(lags, 0.50), Quantile(lags, 0.95), Quantile(lags, 0.99)
 		sum.Stages = append(sum.Stages, ss)
 	}
 	return sum
 }
 
-// quantile of sorted seconds, nearest rank.
-func quantile(sorted []float64, q float64) time.Duration {
+// Quantile of sorted seconds, nearest rank: the summary line's, and a
+// burst report's.
+func Quantile(sorted []float64, q float64) time.Duration {
 	if len(sorted) == 0 {
 		return 0
 	}

@@ -75,6 +75,8 @@ type BurstLoad struct {
 	Templates []string `mapstructure:"templates"`
 	// Severities are LEVEL=weight pairs; an empty list sends null.
 	Severities []string `mapstructure:"severities"`
+	// severities are Severities parsed, once, by Validate.
+	severities []Severity
 	// TraceShare is the fraction of events sent as traces, with trace_id and
 	// span_id set.
 	TraceShare float64 `mapstructure:"trace_share"`
@@ -141,6 +143,8 @@ func BurstsDefaults() Bursts {
 				"retrying request to {ip} after error: connection reset by peer {text}",
 			},
 			Severities: []string{"DEBUG=15", "INFO=70", "WARN=10", "ERROR=5"},
+			// As Validate parses them (a loaded default config equals these).
+			severities: []Severity{{"DEBUG", 15}, {"INFO", 70}, {"WARN", 10}, {"ERROR", 5}},
 			TraceShare: 0.3,
 		},
 		// No profile by default: nil, as a file without any loads.
@@ -248,6 +252,10 @@ func (b Bursts) CheckSteps(key string, steps []Step) error {
 	return nil
 }
 
+// ParsedSeverities are Severities as Validate last parsed them (nil if they
+// did not parse): set Severities, then Validate.
+func (l BurstLoad) ParsedSeverities() []Severity { return l.severities }
+
 // Severity is one parsed LEVEL=weight entry of bursts.load.severities.
 type Severity struct {
 	Level  string
@@ -295,7 +303,7 @@ func checkTemplate(t string) error {
 	}
 }
 
-func (b Bursts) validate(p *problems, c *Config) {
+func (b *Bursts) validate(p *problems, c *Config) {
 	if !(b.MarkerShare > 0 && b.MarkerShare <= 1) {
 		p.add("bursts.marker_share", "must be within (0, 1], got %v", b.MarkerShare)
 	}
@@ -353,9 +361,11 @@ func (b Bursts) validate(p *problems, c *Config) {
 			p.add(fmt.Sprintf("bursts.load.templates[%d]", i), "%v", err)
 		}
 	}
-	if _, err := ParseSeverities(l.Severities); err != nil {
+	sev, err := ParseSeverities(l.Severities)
+	if err != nil {
 		p.add("bursts.load.severities", "%v", err)
 	}
+	b.Load.severities = sev
 	if !(l.TraceShare >= 0 && l.TraceShare <= 1) {
 		p.add("bursts.load.trace_share", "must be within [0, 1], got %v", l.TraceShare)
 	}

@@ -23,8 +23,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/slo-scout/slo-canary/canary"
 	"github.com/slo-scout/slo-canary/config"
+	"github.com/slo-scout/slo-canary/internal/sched"
 	"github.com/slo-scout/slo-canary/probes"
 )
 
@@ -42,7 +42,7 @@ type Options struct {
 	Logger     *slog.Logger
 	// Scheduler, if set, gets the scheduled concurrency runs as jobs (group
 	// "queries"); the caller runs it.
-	Scheduler *canary.Scheduler
+	Scheduler *sched.Scheduler
 }
 
 // Service runs the continuous probes, keeps the evidence overhead current,
@@ -51,7 +51,7 @@ type Service struct {
 	cfg     config.Queries
 	log     *slog.Logger
 	metrics *Metrics
-	sched   *canary.Scheduler
+	sched   *sched.Scheduler
 	probes  []*continuous
 	byName  map[string]*continuous
 }
@@ -116,7 +116,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 			if r.Schedule == "" {
 				continue
 			}
-			err := opts.Scheduler.Add(canary.Job{Name: "query_" + name, Group: Group, Spec: r.Schedule, Run: func(ctx context.Context) error {
+			err := opts.Scheduler.Add(sched.Job{Name: "query_" + name, Group: Group, Spec: r.Schedule, Run: func(ctx context.Context) error {
 				_, err := s.runConcurrency(ctx, name)
 				return err
 			}})
@@ -336,7 +336,7 @@ func (s *Service) RunNow(ctx context.Context, name string) (res RunResult, ran b
 	if s.sched == nil {
 		return res, true, job(ctx)
 	}
-	ran, jerr := s.sched.TryRun(ctx, canary.Job{Name: "query_" + name, Group: Group, Run: job})
+	ran, jerr := s.sched.TryRun(ctx, sched.Job{Name: "query_" + name, Group: Group, Run: job})
 	if jerr != nil && err == nil {
 		err = jerr
 	}

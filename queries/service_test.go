@@ -17,8 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/slo-scout/slo-canary/canary"
 	"github.com/slo-scout/slo-canary/config"
+	"github.com/slo-scout/slo-canary/internal/sched"
 	"github.com/slo-scout/slo-canary/internal/testenv"
 	"github.com/slo-scout/slo-canary/probes"
 	"github.com/slo-scout/slo-canary/testbed"
@@ -260,8 +260,8 @@ func TestRunsNeverOverlap(t *testing.T) {
 	r.Schedule = "@every 1h"
 	c.Queries.Concurrency["c200"] = r
 	reg := prometheus.NewRegistry()
-	sched := canary.NewScheduler(reg, slog.New(slog.DiscardHandler))
-	s, err := New(context.Background(), Options{Config: c, Registerer: reg, Scheduler: sched})
+	sc := sched.New(reg, slog.New(slog.DiscardHandler))
+	s, err := New(context.Background(), Options{Config: c, Registerer: reg, Scheduler: sc})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/slo-scout/slo-canary/canary"
+	"github.com/slo-scout/slo-canary/canary/burst"
 	"github.com/slo-scout/slo-canary/config"
 	"github.com/slo-scout/slo-canary/internal/junit"
 )
@@ -67,11 +68,11 @@ end. Scheduled bursts are the daemon's (bursts.enabled); this is the one-shot.`,
 
 // oneShotReport is the JSON report of `burst --once` and `gate`.
 type oneShotReport struct {
-	Verdict  string              `json:"verdict"` // pass or fail
-	Started  time.Time           `json:"started"`
-	Finished time.Time           `json:"finished"`
-	Burst    *canary.BurstReport `json:"burst"`
-	Queries  *gateQueries        `json:"queries,omitempty"`
+	Verdict  string        `json:"verdict"` // pass or fail
+	Started  time.Time     `json:"started"`
+	Finished time.Time     `json:"finished"`
+	Burst    *burst.Report `json:"burst"`
+	Queries  *gateQueries  `json:"queries,omitempty"`
 }
 
 // runOneShot runs a burst (and, for the gate, the query runs) against the
@@ -95,20 +96,20 @@ func runOneShot(cmd *cobra.Command, o oneShot, gate bool) error {
 	ctx := cmd.Context()
 	rep := &oneShotReport{Started: time.Now()}
 
-	burst, err := oneBurst(ctx, cfg, logger, out, profile, steps, o.readyTimeout)
+	br, err := oneBurst(ctx, cfg, logger, out, profile, steps, o.readyTimeout)
 	if err != nil {
 		return &exitError{code: exitFailure, err: err}
 	}
-	rep.Burst = burst
+	rep.Burst = br
 	if isTerminal(out) {
 		fmt.Fprintln(out) // end the progress line
 	}
-	fmt.Fprintln(out, burst.Summary())
-	for _, r := range burst.Reasons {
+	fmt.Fprintln(out, br.Summary())
+	for _, r := range br.Reasons {
 		fmt.Fprintln(out, "  "+r)
 	}
-	pass := burst.Verdict == canary.VerdictPass
-	suites := []junit.Suite{burstSuite(burst)}
+	pass := br.Verdict == burst.VerdictPass
+	suites := []junit.Suite{burstSuite(br)}
 	if gate {
 		q, err := runGateQueries(ctx, cfg, logger, out)
 		switch {
@@ -127,9 +128,9 @@ func runOneShot(cmd *cobra.Command, o oneShot, gate bool) error {
 		}
 	}
 	rep.Finished = time.Now()
-	rep.Verdict = canary.VerdictPass
+	rep.Verdict = burst.VerdictPass
 	if !pass {
-		rep.Verdict = canary.VerdictFail
+		rep.Verdict = burst.VerdictFail
 	}
 	if err := writeReports(o, rep, suites); err != nil {
 		return &exitError{code: exitFailure, err: err}
@@ -169,7 +170,7 @@ func (o oneShot) steps(cfg *config.Config) (string, []config.Step, error) {
 
 // oneBurst starts a canary (markers, stages, consumer-group lag) against the
 // configured pipeline, waits until it is ready, runs the burst and stops.
-func oneBurst(ctx context.Context, cfg *config.Config, logger *slog.Logger, out io.Writer, profile string, steps []config.Step, readyTimeout time.Duration) (*canary.BurstReport, error) {
+func oneBurst(ctx context.Context, cfg *config.Config, logger *slog.Logger, out io.Writer, profile string, steps []config.Step, readyTimeout time.Duration) (*burst.Report, error) {
 	reg := prometheus.NewRegistry()
 	svc, err := canary.New(ctx, canary.Options{Config: cfg, Registerer: reg, Logger: logger.With("component", "canary")})
 	if err != nil {
@@ -182,8 +183,8 @@ func oneBurst(ctx context.Context, cfg *config.Config, logger *slog.Logger, out 
 	if gl != nil {
 		defer gl.Close()
 	}
-	runner, err := canary.NewBurstRunner(canary.BurstOptions{
-		Service: svc, GroupLag: gl, Metrics: canary.NewBurstMetrics(reg, []string{profile}),
+	runner, err := burst.NewRunner(burst.Options{
+		Service: svc, GroupLag: gl, Metrics: burst.NewMetrics(reg, []string{profile}),
 		Logger: logger.With("component", "burst"), Progress: progressPrinter(out),
 	})
 	if err != nil {
@@ -196,7 +197,7 @@ func oneBurst(ctx context.Context, cfg *config.Config, logger *slog.Logger, out 
 	if gl != nil {
 		g.Go(func() error { return gl.Run(gctx) })
 	}
-	var rep *canary.BurstReport
+	var rep *burst.Report
 	g.Go(func() error {
 		defer stop()
 		if err := waitReady(gctx, svc, readyTimeout); err != nil {
@@ -246,10 +247,10 @@ func stepsString(steps []config.Step) string {
 
 // progressPrinter shows progress on a terminal as one line rewritten in
 // place; elsewhere (CI logs) as a plain line every 5 seconds.
-func progressPrinter(w io.Writer) func(canary.BurstProgress) {
+func progressPrinter(w io.Writer) func(burst.Progress) {
 	tty := isTerminal(w)
 	n := 0
-	return func(p canary.BurstProgress) {
+	return func(p burst.Progress) {
 		n++
 		line := fmt.Sprintf("[%s] step %d/%d %s: %.0f/s (target %.0f/s), %d events, markers %d/%d seen, p95 %s, %s",
 			p.Profile, p.Step, p.Steps, p.Phase, p.Rate, p.TargetRate, p.Sent, p.MarkersSeen, p.MarkersSent,
@@ -267,7 +268,7 @@ func progressPrinter(w io.Writer) func(canary.BurstProgress) {
 	}
 }
 
-func left(p canary.BurstProgress) string {
+func left(p burst.Progress) string {
 	if p.Phase == "load" {
 		return p.Left.Round(time.Second).String() + " left"
 	}

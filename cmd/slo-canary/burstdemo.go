@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/slo-scout/slo-canary/canary"
+	"github.com/slo-scout/slo-canary/canary/burst"
 	"github.com/slo-scout/slo-canary/config"
 )
 
@@ -64,8 +65,8 @@ func (f *demoBurstFlags) run(ctx context.Context, out io.Writer, cfg *config.Con
 	if gl != nil {
 		defer gl.Close()
 	}
-	runner, err := canary.NewBurstRunner(canary.BurstOptions{
-		Service: svc, Config: &c, GroupLag: gl, Metrics: canary.NewBurstMetrics(reg, []string{"demo"}),
+	runner, err := burst.NewRunner(burst.Options{
+		Service: svc, Config: &c, GroupLag: gl, Metrics: burst.NewMetrics(reg, []string{"demo"}),
 		Logger: logger.With("component", "burst"), Progress: progressPrinter(out),
 	})
 	if err != nil {

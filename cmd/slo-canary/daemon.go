@@ -22,7 +22,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/slo-scout/slo-canary/canary"
+	"github.com/slo-scout/slo-canary/canary/burst"
+	"github.com/slo-scout/slo-canary/canary/grouplag"
 	"github.com/slo-scout/slo-canary/config"
+	"github.com/slo-scout/slo-canary/internal/sched"
 	"github.com/slo-scout/slo-canary/queries"
 )
 
@@ -89,7 +92,7 @@ type daemonDeps struct {
 	cfg       *config.Config
 	reg       prometheus.Registerer
 	logger    *slog.Logger
-	scheduler *canary.Scheduler
+	scheduler *sched.Scheduler
 	service   *canary.Service
 }
 
@@ -227,12 +230,12 @@ func buildParts(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*
 	if err != nil {
 		return nil, startErr(err)
 	}
-	sched := canary.NewScheduler(reg, logger.With("component", "scheduler"))
+	sc := sched.New(reg, logger.With("component", "scheduler"))
 	gen := &generation{cfg: cfg, reg: reg, markers: svc, parts: []part{
 		{name: "markers", run: svc.Run, ready: svc.Ready},
-		{name: "scheduler", run: sched.Run},
+		{name: "scheduler", run: sc.Run},
 	}}
-	d := daemonDeps{cfg: cfg, reg: reg, logger: logger, scheduler: sched, service: svc}
+	d := daemonDeps{cfg: cfg, reg: reg, logger: logger, scheduler: sc, service: svc}
 
 	gl, err := groupLag(cfg, reg, logger)
 	if err != nil {
@@ -256,7 +259,7 @@ func buildParts(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*
 }
 
 // groupLag builds the consumer-group lag watcher if it is enabled.
-func groupLag(cfg *config.Config, reg prometheus.Registerer, logger *slog.Logger) (*canary.GroupLag, error) {
+func groupLag(cfg *config.Config, reg prometheus.Registerer, logger *slog.Logger) (*grouplag.Watcher, error) {
 	if !cfg.ConsumerLag.Enabled {
 		return nil, nil
 	}
@@ -264,7 +267,7 @@ func groupLag(cfg *config.Config, reg prometheus.Registerer, logger *slog.Logger
 	if err != nil {
 		return nil, err
 	}
-	return canary.NewGroupLag(canary.GroupLagConfig{
+	return grouplag.New(grouplag.Config{
 		KafkaOpts: kopts, Groups: cfg.ConsumerLag.Groups, Interval: cfg.ConsumerLag.Interval, Timeout: cfg.ConsumerLag.Timeout,
 		Registerer: reg, Logger: logger.With("component", "consumer_lag"),
 	})
@@ -273,14 +276,14 @@ func groupLag(cfg *config.Config, reg prometheus.Registerer, logger *slog.Logger
 // scheduleBursts adds the scheduled bursts, when enabled, as jobs of the
 // scheduler (group "burst"); gl, if not nil, is the daemon's consumer-group
 // lag watcher, which their guards read.
-func scheduleBursts(d daemonDeps, gl *canary.GroupLag) error {
+func scheduleBursts(d daemonDeps, gl *grouplag.Watcher) error {
 	if !d.cfg.Bursts.Enabled {
 		return nil
 	}
 	profiles := slices.Sorted(maps.Keys(d.cfg.Bursts.Profiles))
 	logger := d.logger.With("component", "burst")
-	runner, err := canary.NewBurstRunner(canary.BurstOptions{
-		Service: d.service, GroupLag: gl, Metrics: canary.NewBurstMetrics(d.reg, profiles),
+	runner, err := burst.NewRunner(burst.Options{
+		Service: d.service, GroupLag: gl, Metrics: burst.NewMetrics(d.reg, profiles),
 		Logger: logger, Progress: progressLogger(logger),
 	})
 	if err != nil {
@@ -300,9 +303,9 @@ func scheduleBursts(d daemonDeps, gl *canary.GroupLag) error {
 }
 
 // progressLogger logs a running burst's progress every 30 seconds.
-func progressLogger(logger *slog.Logger) func(canary.BurstProgress) {
+func progressLogger(logger *slog.Logger) func(burst.Progress) {
 	n := 0
-	return func(p canary.BurstProgress) {
+	return func(p burst.Progress) {
 		if n++; n%30 != 0 {
 			return
 		}

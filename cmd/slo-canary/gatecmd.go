@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/slo-scout/slo-canary/canary"
+	"github.com/slo-scout/slo-canary/canary/burst"
 	"github.com/slo-scout/slo-canary/internal/junit"
 )
 
@@ -34,7 +34,7 @@ replaces SLO-Scout's pytest performance job:
 }
 
 // burstSuite turns a burst's checks into JUnit test cases.
-func burstSuite(r *canary.BurstReport) junit.Suite {
+func burstSuite(r *burst.Report) junit.Suite {
 	s := junit.Suite{Name: "burst " + r.Profile, Time: r.Finished.Sub(r.Started).Seconds()}
 	class := "burst." + r.Profile
 	if r.Abort != nil {

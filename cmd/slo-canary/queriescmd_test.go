@@ -13,8 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/slo-scout/slo-canary/canary"
 	"github.com/slo-scout/slo-canary/config"
+	"github.com/slo-scout/slo-canary/internal/sched"
 	"github.com/slo-scout/slo-canary/queries"
 	"github.com/slo-scout/slo-canary/testbed"
 )
@@ -112,8 +112,8 @@ func TestQueryPart(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	logger := slog.New(slog.DiscardHandler)
-	sched := canary.NewScheduler(reg, logger)
-	qs, parts, err := queryParts(context.Background(), daemonDeps{cfg: &c, reg: reg, logger: logger, scheduler: sched})
+	sc := sched.New(reg, logger)
+	qs, parts, err := queryParts(context.Background(), daemonDeps{cfg: &c, reg: reg, logger: logger, scheduler: sc})
 	if err != nil || len(parts) != 1 {
 		t.Fatalf("parts %v, err %v", parts, err)
 	}

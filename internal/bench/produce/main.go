@@ -39,6 +39,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/slo-scout/slo-canary/canary"
+	"github.com/slo-scout/slo-canary/canary/burst"
 	"github.com/slo-scout/slo-canary/config"
 )
 
@@ -308,9 +309,9 @@ func producerOpts(broker, topic string) []kgo.Opt {
 	}
 }
 
-func newGen(seed uint64) (*canary.LoadGen, error) {
+func newGen(seed uint64) (*burst.LoadGen, error) {
 	sev, _ := config.ParseSeverities(config.BurstsDefaults().Load.Severities)
-	return canary.NewLoadGen(canary.LoadOptions{
+	return burst.NewLoadGen(burst.LoadOptions{
 		Instance: "bench", Run: "bench-1", Encoding: canary.EncodingAvro, Environment: "prod", EventType: "log",
 		ServiceNames: []string{"slo-canary-load"}, Templates: benchTemplates, Severities: sev, TraceShare: 0.3, Seed: seed,
 	})
@@ -441,7 +442,7 @@ func burstRunner(broker, topic string, partitions int32, n int, rate float64) (r
 		parts[i] = int32(i)
 	}
 	var failed error
-	p := &canary.Pacer{Client: cl, Topic: topic, Partitions: parts, Gen: gen, MarkerShare: 0.002, Marker: marker,
+	p := &burst.Pacer{Client: cl, Topic: topic, Partitions: parts, Gen: gen, MarkerShare: 0.002, Marker: marker,
 		Failed: func(err error) {
 			if failed == nil {
 				failed = err

@@ -1,4 +1,4 @@
-package canary_test
+package grouplag_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/slo-scout/slo-canary/canary"
+	"github.com/slo-scout/slo-canary/canary/grouplag"
 	"github.com/slo-scout/slo-canary/internal/testenv"
 )
 
@@ -34,7 +34,7 @@ func TestGroupLagNoGoroutineLeak(t *testing.T) {
 			t.Fatal(err)
 		}
 	}()
-	gl, err := canary.NewGroupLag(canary.GroupLagConfig{
+	gl, err := grouplag.New(grouplag.Config{
 		KafkaOpts: []kgo.Opt{kgo.SeedBrokers(addrs...)}, Groups: []string{"capsule-ingest-consumer"},
 		Interval: 50 * time.Millisecond, Timeout: 5 * time.Second,
 		Registerer: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler),

@@ -1,4 +1,4 @@
-package canary
+package grouplag
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 // timestamps fetches, for each (topic, partition) -> offset, the timestamp of
 // the record at that offset: one Fetch request per partition, asking for one
 // byte, so the broker returns just the batch that holds the offset.
-func (l *GroupLag) timestamps(ctx context.Context, want map[tpKey]int64) (map[tpoKey]time.Time, error) {
+func (l *Watcher) timestamps(ctx context.Context, want map[tpKey]int64) (map[tpoKey]time.Time, error) {
 	out := map[tpoKey]time.Time{}
 	if len(want) == 0 {
 		return out, nil
@@ -59,7 +59,7 @@ func (l *GroupLag) timestamps(ctx context.Context, want map[tpKey]int64) (map[tp
 	return out, g.Wait()
 }
 
-func (l *GroupLag) fetchTimestamp(ctx context.Context, leader int32, topic string, id kadm.TopicID, partition int32, offset int64) (time.Time, error) {
+func (l *Watcher) fetchTimestamp(ctx context.Context, leader int32, topic string, id kadm.TopicID, partition int32, offset int64) (time.Time, error) {
 	req := kmsg.NewPtrFetchRequest()
 	req.ReplicaID = -1
 	req.MaxWaitMillis = 0

@@ -13,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/slo-scout/slo-canary/canary"
+	"github.com/slo-scout/slo-canary/canary/burst"
+	"github.com/slo-scout/slo-canary/canary/grouplag"
 	"github.com/slo-scout/slo-canary/config"
 	"github.com/slo-scout/slo-canary/internal/testenv"
 	"github.com/slo-scout/slo-canary/testbed"
@@ -35,13 +37,13 @@ func (e *e2e) burstConfig(mod func(*config.Config)) *config.Config {
 	})
 }
 
-func (e *e2e) burstRunner(cr *canaryRun, cfg *config.Config, withLag bool) (*canary.BurstRunner, *prometheus.Registry) {
+func (e *e2e) burstRunner(cr *canaryRun, cfg *config.Config, withLag bool) (*burst.Runner, *prometheus.Registry) {
 	e.t.Helper()
 	reg := prometheus.NewRegistry()
-	var gl *canary.GroupLag
+	var gl *grouplag.Watcher
 	if withLag {
 		var err error
-		gl, err = canary.NewGroupLag(canary.GroupLagConfig{
+		gl, err = grouplag.New(grouplag.Config{
 			KafkaOpts: kafkaOpts(e.t, cfg), Groups: cfg.ConsumerLag.Groups, Interval: time.Second, Registerer: reg,
 		})
 		if err != nil {
@@ -49,7 +51,7 @@ func (e *e2e) burstRunner(cr *canaryRun, cfg *config.Config, withLag bool) (*can
 		}
 		e.t.Cleanup(gl.Close)
 	}
-	r, err := canary.NewBurstRunner(canary.BurstOptions{Service: cr.svc, GroupLag: gl, Metrics: canary.NewBurstMetrics(reg, nil)})
+	r, err := burst.NewRunner(burst.Options{Service: cr.svc, GroupLag: gl, Metrics: burst.NewMetrics(reg, nil)})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -113,7 +115,7 @@ func TestBurstCleanMatchesGroundTruth(t *testing.T) {
 	}
 	t.Log(rep.Summary())
 	t.Logf("steps %+v", rep.Steps)
-	if rep.Verdict != canary.VerdictPass {
+	if rep.Verdict != burst.VerdictPass {
 		t.Errorf("verdict %s, want pass: %v", rep.Verdict, rep.Reasons)
 	}
 	if rep.Events.Acked != 100000 || rep.Events.Failed != 0 {
@@ -227,7 +229,7 @@ func TestBurstStallAndDrop(t *testing.T) {
 	}
 	t.Log(rep.Summary())
 	t.Logf("steps %+v", rep.Steps)
-	if rep.Verdict != canary.VerdictFail {
+	if rep.Verdict != burst.VerdictFail {
 		t.Fatalf("verdict %s, want fail: %v", rep.Verdict, rep.Reasons)
 	}
 	failed := map[string]bool{}

@@ -1,4 +1,4 @@
-package canary_test
+package burst_test
 
 import (
 	"context"
@@ -9,7 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
-	"github.com/slo-scout/slo-canary/canary"
+	"github.com/slo-scout/slo-canary/canary/burst"
+	"github.com/slo-scout/slo-canary/canary/grouplag"
 	"github.com/slo-scout/slo-canary/config"
 )
 
@@ -27,7 +28,7 @@ func TestBurstNoGoroutineLeak(t *testing.T) {
 	_, c, svc := kafkaOnly(t, func(c *config.Config) { c.Bursts.MarkerShare = 0.05 })
 
 	reg := prometheus.NewRegistry()
-	gl, err := canary.NewGroupLag(canary.GroupLagConfig{
+	gl, err := grouplag.New(grouplag.Config{
 		KafkaOpts: kafkaOpts(t, c), Groups: c.ConsumerLag.Groups, Interval: 200 * time.Millisecond, Registerer: reg,
 	})
 	if err != nil {
@@ -42,9 +43,9 @@ func TestBurstNoGoroutineLeak(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var cancelOnProgress atomic.Bool
-	r, err := canary.NewBurstRunner(canary.BurstOptions{
-		Service: svc, GroupLag: gl, Metrics: canary.NewBurstMetrics(reg, nil),
-		Progress: func(p canary.BurstProgress) {
+	r, err := burst.NewRunner(burst.Options{
+		Service: svc, GroupLag: gl, Metrics: burst.NewMetrics(reg, nil),
+		Progress: func(p burst.Progress) {
 			if cancelOnProgress.Load() && p.Sent > 0 {
 				cancel()
 			}

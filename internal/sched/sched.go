@@ -1,4 +1,7 @@
-package canary
+// Package sched is the one place where scheduled work starts: cron jobs
+// (bursts, query concurrency runs) with groups that keep them apart, panic
+// recovery, and an outcome counter per job.
+package sched
 
 import (
 	"context"
@@ -43,9 +46,9 @@ type Scheduler struct {
 // is the "task" label: "job" is Prometheus's own target label.
 var jobResults = []string{"success", "failure", "skipped", "panic"}
 
-// NewScheduler builds a scheduler; jobs are added with Add, and nothing runs
+// New builds a scheduler; jobs are added with Add, and nothing runs
 // until Run.
-func NewScheduler(reg prometheus.Registerer, logger *slog.Logger) *Scheduler {
+func New(reg prometheus.Registerer, logger *slog.Logger) *Scheduler {
 	f := promauto.With(reg)
 	return &Scheduler{
 		log:  logger,

@@ -1,4 +1,4 @@
-package canary
+package sched
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 
 func TestSchedulerExclusionAndAccounting(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	s := NewScheduler(reg, slog.New(slog.DiscardHandler))
+	s := New(reg, slog.New(slog.DiscardHandler))
 	started, release := make(chan struct{}), make(chan struct{})
 	long := Job{Name: "nightly", Group: "burst", Run: func(ctx context.Context) error {
 		close(started)
@@ -61,7 +61,7 @@ func TestSchedulerExclusionAndAccounting(t *testing.T) {
 // scheduler (and the daemon around it) keeps running and fires it again.
 func TestSchedulerSurvivesPanics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	s := NewScheduler(reg, slog.New(slog.DiscardHandler))
+	s := New(reg, slog.New(slog.DiscardHandler))
 	fired := make(chan struct{}, 10)
 	if err := s.Add(Job{Name: "bad", Spec: "@every 1s", Run: func(context.Context) error {
 		fired <- struct{}{}
@@ -89,7 +89,7 @@ func TestSchedulerSurvivesPanics(t *testing.T) {
 }
 
 func TestSchedulerBadSpec(t *testing.T) {
-	s := NewScheduler(prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	s := New(prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	err := s.Add(Job{Name: "nightly", Spec: "every night", Run: func(context.Context) error { return nil }})
 	if err == nil || !strings.Contains(err.Error(), `job nightly: schedule "every night"`) {
 		t.Fatalf("err %v", err)
@@ -99,7 +99,7 @@ func TestSchedulerBadSpec(t *testing.T) {
 // TestSchedulerStopCancelsRunningJobs: Run returns only after running jobs saw
 // their context cancelled and returned.
 func TestSchedulerStopCancelsRunningJobs(t *testing.T) {
-	s := NewScheduler(prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	s := New(prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	started, returned := make(chan struct{}), make(chan struct{})
 	if err := s.Add(Job{Name: "long", Spec: "@every 1s", Run: func(ctx context.Context) error {
 		close(started)

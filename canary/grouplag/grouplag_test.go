@@ -1,4 +1,4 @@
-package canary_test
+package grouplag_test
 
 import (
 	"context"
@@ -17,13 +17,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/slo-scout/slo-canary/canary"
+	"github.com/slo-scout/slo-canary/canary/grouplag"
 	"github.com/slo-scout/slo-canary/internal/testenv"
 	"github.com/slo-scout/slo-canary/testbed"
 )
 
 // TestGroupLagMatchesPipeline: the reference pipeline commits what it has
 // processed, then stalls; records produced afterwards are consumed but not
-// committed. GroupLag reports exactly those records per partition, their
+// committed. Watcher reports exactly those records per partition, their
 // age from the timestamps they were produced with, end offsets equal to what
 // kcat (librdkafka) lists and lag equal to kadm's own computation. A group
 // that does not exist, and one that never committed, are reported as such.
@@ -96,7 +97,7 @@ func TestGroupLagMatchesPipeline(t *testing.T) {
 	testenv.WaitFor(t, 20*time.Second, "stalled records consumed", func() bool { return p.Stats().Consumed == 36 })
 
 	reg := prometheus.NewRegistry()
-	gl, err := canary.NewGroupLag(canary.GroupLagConfig{
+	gl, err := grouplag.New(grouplag.Config{
 		KafkaOpts: []kgo.Opt{kgo.SeedBrokers(brokers...)}, Groups: []string{group, "no-such-group", "idle-group"},
 		Interval: time.Second, Registerer: reg,
 	})
@@ -127,18 +128,18 @@ func TestGroupLagMatchesPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	byName := map[string]canary.GroupLagInfo{}
+	byName := map[string]grouplag.Group{}
 	for _, g := range snap.Groups {
 		byName[g.Group] = g
 	}
-	if g := byName["no-such-group"]; g.Status != canary.GroupNotFound || g.State != "Dead" {
+	if g := byName["no-such-group"]; g.Status != grouplag.StatusNotFound || g.State != "Dead" {
 		t.Errorf("no-such-group: %+v, want not_found", g)
 	}
-	if g := byName["idle-group"]; g.Status != canary.GroupNoCommits || len(g.Topics) != 0 {
+	if g := byName["idle-group"]; g.Status != grouplag.StatusNoCommits || len(g.Topics) != 0 {
 		t.Errorf("idle-group: %+v, want no_commits", g)
 	}
 	g := byName[group]
-	if g.Status != canary.GroupOK || len(g.Topics) != 1 || g.Topics[0].Topic != "raw-telemetry" {
+	if g.Status != grouplag.StatusOK || len(g.Topics) != 1 || g.Topics[0].Topic != "raw-telemetry" {
 		t.Fatalf("%s: %+v", group, g)
 	}
 	tl := g.Topics[0]

@@ -1,4 +1,4 @@
-package canary_test
+package burst_test
 
 import (
 	"context"
@@ -12,7 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/slo-scout/slo-canary/canary"
+	"github.com/slo-scout/slo-canary/canary/burst"
 	"github.com/slo-scout/slo-canary/config"
+	"github.com/slo-scout/slo-canary/internal/sched"
 	"github.com/slo-scout/slo-canary/internal/testenv"
 	"github.com/slo-scout/slo-canary/testbed"
 )
@@ -77,8 +79,8 @@ func TestBurstGuardAborts(t *testing.T) {
 	t.Parallel()
 	p, cfg, svc := kafkaOnly(t, func(c *config.Config) { c.Bursts.Guard.MaxMarkerLag = 2 * time.Second })
 	reg := prometheus.NewRegistry()
-	m := canary.NewBurstMetrics(reg, []string{"guarded"})
-	r, err := canary.NewBurstRunner(canary.BurstOptions{Service: svc, Metrics: m})
+	m := burst.NewMetrics(reg, []string{"guarded"})
+	r, err := burst.NewRunner(burst.Options{Service: svc, Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +96,7 @@ func TestBurstGuardAborts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Verdict != canary.VerdictAborted || rep.Abort == nil || rep.Abort.Reason != "marker_lag" {
+	if rep.Verdict != burst.VerdictAborted || rep.Abort == nil || rep.Abort.Reason != "marker_lag" {
 		t.Fatalf("verdict %s, abort %+v; want aborted by marker_lag", rep.Verdict, rep.Abort)
 	}
 	interval := cfg.Bursts.Guard.Interval.Seconds()
@@ -114,7 +116,7 @@ func TestBurstGuardAborts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep2.Verdict != canary.VerdictAborted || rep2.Abort.Reason != "unhealthy_at_start" || rep2.Events.Sent != 0 {
+	if rep2.Verdict != burst.VerdictAborted || rep2.Abort.Reason != "unhealthy_at_start" || rep2.Events.Sent != 0 {
 		t.Errorf("second burst: verdict %s, abort %+v, %d events sent; want not started", rep2.Verdict, rep2.Abort, rep2.Events.Sent)
 	}
 	if got := testutil.ToFloat64(m.Bursts.WithLabelValues("guarded", "aborted")); got != 2 {
@@ -137,10 +139,10 @@ func TestBurstSchedule(t *testing.T) {
 		}
 	})
 	reg := prometheus.NewRegistry()
-	m := canary.NewBurstMetrics(reg, []string{"a", "b"})
+	m := burst.NewMetrics(reg, []string{"a", "b"})
 	var running, most, panics atomic.Int32
 	var runs atomic.Int32
-	r, err := canary.NewBurstRunner(canary.BurstOptions{Service: svc, Metrics: m, Progress: func(p canary.BurstProgress) {
+	r, err := burst.NewRunner(burst.Options{Service: svc, Metrics: m, Progress: func(p burst.Progress) {
 		if p.Profile == "boom" {
 			panic("boom")
 		}
@@ -152,7 +154,7 @@ func TestBurstSchedule(t *testing.T) {
 	if err != nil || len(jobs) != 2 {
 		t.Fatalf("jobs %v, %v", jobs, err)
 	}
-	sched := canary.NewScheduler(reg, slog.New(slog.DiscardHandler))
+	sc := sched.New(reg, slog.New(slog.DiscardHandler))
 	for _, j := range jobs {
 		run := j.Run
 		j.Run = func(ctx context.Context) error {
@@ -167,21 +169,21 @@ func TestBurstSchedule(t *testing.T) {
 			defer runs.Add(1)
 			return run(ctx)
 		}
-		if err := sched.Add(j); err != nil {
+		if err := sc.Add(j); err != nil {
 			t.Fatal(err)
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- sched.Run(ctx) }()
+	go func() { done <- sc.Run(ctx) }()
 	testenv.WaitFor(t, 30*time.Second, "three scheduled bursts", func() bool { return runs.Load() >= 3 })
 
 	// A panicking burst, on demand in the same group, is recovered.
 	boom := r.Job("boom", steps(t, "100/s for 3s"))
-	ran, err := sched.TryRun(context.Background(), boom)
+	ran, err := sc.TryRun(context.Background(), boom)
 	for !ran { // a scheduled burst holds the group: try again when it ends
 		time.Sleep(20 * time.Millisecond)
-		ran, err = sched.TryRun(context.Background(), boom)
+		ran, err = sc.TryRun(context.Background(), boom)
 	}
 	if err == nil || !strings.Contains(err.Error(), "panicked") {
 		t.Errorf("panicking burst: %v", err)

@@ -1,8 +1,9 @@
-package canary
+package burst
 
 import (
 	"encoding/json"
 	"math"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -12,10 +13,11 @@ import (
 	"github.com/hamba/avro/v2"
 	"github.com/linkedin/goavro/v2"
 
+	"github.com/slo-scout/slo-canary/canary"
 	"github.com/slo-scout/slo-canary/config"
 )
 
-func testLoadOptions(enc Encoding) LoadOptions {
+func testLoadOptions(enc canary.Encoding) LoadOptions {
 	d := config.BurstsDefaults().Load
 	sev, err := config.ParseSeverities(d.Severities)
 	if err != nil {
@@ -29,15 +31,19 @@ func testLoadOptions(enc Encoding) LoadOptions {
 	}
 }
 
-// TestLoadEventsDecode: every load event is a valid TelemetryEvent for the
+// TestLoadEventsDecode: every load event is a valid canary.TelemetryEvent for the
 // canary's own decoder and for goavro reading the contract's schema, carries
 // the synthetic attributes, and varies as configured.
 func TestLoadEventsDecode(t *testing.T) {
-	codec, err := goavro.NewCodec(contractSchema)
+	schema, err := os.ReadFile("../testdata/contract_telemetry_event.avsc") // the contract's, as canary's marker tests read it
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, enc := range []Encoding{EncodingAvro, EncodingJSON} {
+	codec, err := goavro.NewCodec(string(schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, enc := range []canary.Encoding{canary.EncodingAvro, canary.EncodingJSON} {
 		t.Run(string(enc), func(t *testing.T) {
 			g, err := NewLoadGen(testLoadOptions(enc))
 			if err != nil {
@@ -53,11 +59,11 @@ func TestLoadEventsDecode(t *testing.T) {
 			for i := range n {
 				var key []byte
 				buf, key = g.Event(buf[:0], now)
-				ev, err := Decode(enc, buf)
+				ev, err := canary.Decode(enc, buf)
 				if err != nil {
 					t.Fatalf("event %d does not decode: %v\n%q", i, err, buf)
 				}
-				if enc == EncodingAvro {
+				if enc == canary.EncodingAvro {
 					native, rest, err := codec.NativeFromBinary(buf)
 					if err != nil || len(rest) != 0 {
 						t.Fatalf("goavro: %v, %d bytes left", err, len(rest))
@@ -82,7 +88,7 @@ func TestLoadEventsDecode(t *testing.T) {
 				if !ev.Timestamp.Equal(now.Truncate(time.Millisecond)) || ev.Environment != "prod" {
 					t.Fatalf("event %+v", ev)
 				}
-				want := map[string]string{AttrSynthetic: "true", AttrKind: "load", AttrInstance: "canary-a", AttrRun: "burst-1"}
+				want := map[string]string{canary.AttrSynthetic: "true", canary.AttrKind: "load", canary.AttrInstance: "canary-a", canary.AttrRun: "burst-1"}
 				if len(ev.Attributes) != len(want) {
 					t.Fatalf("attributes %v", ev.Attributes)
 				}
@@ -91,7 +97,7 @@ func TestLoadEventsDecode(t *testing.T) {
 						t.Fatalf("attributes %v", ev.Attributes)
 					}
 				}
-				if _, err := MarkerFromEvent(&ev); err != ErrNotMarker {
+				if _, err := canary.MarkerFromEvent(&ev); err != canary.ErrNotMarker {
 					t.Fatalf("a load event reads as a marker: %v", err)
 				}
 				switch ev.EventType {
@@ -135,14 +141,15 @@ func TestLoadEventsDecode(t *testing.T) {
 // TestLoadEventsMatchHamba: what hamba/avro decodes from the hand-written
 // encoding, it encodes back (in its own block layout) to the same event.
 func TestLoadEventsMatchHamba(t *testing.T) {
-	g, err := NewLoadGen(testLoadOptions(EncodingAvro))
+	telemetrySchema := avro.MustParse(canary.TelemetryEventSchema)
+	g, err := NewLoadGen(testLoadOptions(canary.EncodingAvro))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var buf []byte
 	for range 2000 {
 		buf, _ = g.Event(buf[:0], time.Now())
-		var ev, back TelemetryEvent
+		var ev, back canary.TelemetryEvent
 		if err := avro.Unmarshal(telemetrySchema, buf, &ev); err != nil {
 			t.Fatal(err)
 		}
@@ -160,7 +167,7 @@ func TestLoadEventsMatchHamba(t *testing.T) {
 }
 
 func TestLoadEventAllocations(t *testing.T) {
-	for _, enc := range []Encoding{EncodingAvro, EncodingJSON} {
+	for _, enc := range []canary.Encoding{canary.EncodingAvro, canary.EncodingJSON} {
 		g, err := NewLoadGen(testLoadOptions(enc))
 		if err != nil {
 			t.Fatal(err)
@@ -181,14 +188,14 @@ func TestLoadGenRejects(t *testing.T) {
 		"unclosed":     func(o *LoadOptions) { o.Templates = []string{"a {int"} },
 		"no templates": func(o *LoadOptions) { o.Templates = nil },
 	} {
-		o := testLoadOptions(EncodingAvro)
+		o := testLoadOptions(canary.EncodingAvro)
 		mod(&o)
 		if _, err := NewLoadGen(o); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
 	// JSON takes free text, as the performance tests send it.
-	o := testLoadOptions(EncodingJSON)
+	o := testLoadOptions(canary.EncodingJSON)
 	o.Environment, o.EventType = "performance-test", "LOG"
 	g, err := NewLoadGen(o)
 	if err != nil {
@@ -196,7 +203,7 @@ func TestLoadGenRejects(t *testing.T) {
 	}
 	for range 50 {
 		b, _ := g.Event(nil, time.Now())
-		ev, err := Decode(EncodingJSON, b)
+		ev, err := canary.Decode(canary.EncodingJSON, b)
 		if err != nil || (ev.EventType != "LOG" && ev.EventType != "TRACE") {
 			t.Fatalf("%v %q", err, ev.EventType)
 		}
@@ -204,12 +211,12 @@ func TestLoadGenRejects(t *testing.T) {
 }
 
 // BenchmarkLoadEvent is the cost of building and encoding one load event;
-// BenchmarkLoadEventHamba does the same through a TelemetryEvent and
+// BenchmarkLoadEventHamba does the same through a canary.TelemetryEvent and
 // hamba/avro, the way markers are encoded, as the peer.
 //
 //	go test -run '^$' -bench LoadEvent -benchmem ./canary/
 func BenchmarkLoadEvent(b *testing.B) {
-	for _, enc := range []Encoding{EncodingAvro, EncodingJSON} {
+	for _, enc := range []canary.Encoding{canary.EncodingAvro, canary.EncodingJSON} {
 		b.Run(string(enc), func(b *testing.B) {
 			g, err := NewLoadGen(testLoadOptions(enc))
 			if err != nil {
@@ -229,7 +236,7 @@ func BenchmarkLoadEvent(b *testing.B) {
 }
 
 func BenchmarkLoadEventHamba(b *testing.B) {
-	g, err := NewLoadGen(testLoadOptions(EncodingAvro))
+	g, err := NewLoadGen(testLoadOptions(canary.EncodingAvro))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -239,12 +246,12 @@ func BenchmarkLoadEventHamba(b *testing.B) {
 		// The same variety, built as a struct and marshalled.
 		g.msg = g.message(g.msg[:0], g.templates[g.rng.IntN(len(g.templates))])
 		msg, sev := string(g.msg), "INFO"
-		ev := TelemetryEvent{
+		ev := canary.TelemetryEvent{
 			EventID: uuid.New().String(), ServiceName: "svc-a", Environment: "prod", EventType: "log",
 			Timestamp: now, Severity: &sev, Message: &msg,
-			Attributes: map[string]string{AttrSynthetic: "true", AttrKind: "load", AttrInstance: "canary-a", AttrRun: "burst-1"},
+			Attributes: map[string]string{canary.AttrSynthetic: "true", canary.AttrKind: "load", canary.AttrInstance: "canary-a", canary.AttrRun: "burst-1"},
 		}
-		if _, err := Encode(EncodingAvro, &ev); err != nil {
+		if _, err := canary.Encode(canary.EncodingAvro, &ev); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,4 +1,4 @@
-package canary
+package burst
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/slo-scout/slo-canary/canary"
 	"github.com/slo-scout/slo-canary/config"
 	"github.com/slo-scout/slo-canary/internal/testenv"
 )
@@ -32,7 +33,7 @@ func TestPacerSlabs(t *testing.T) {
 		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(time.Millisecond),
 		kgo.MaxBufferedRecords(600))
 
-	o := testLoadOptions(EncodingAvro)
+	o := testLoadOptions(canary.EncodingAvro)
 	gen, err := NewLoadGen(o)
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +45,7 @@ func TestPacerSlabs(t *testing.T) {
 	var buf []byte
 	for range n {
 		buf, _ = twin.Event(buf[:0], time.Now())
-		ev, err := Decode(EncodingAvro, buf)
+		ev, err := canary.Decode(canary.EncodingAvro, buf)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,7 +96,7 @@ func TestPacerSlabs(t *testing.T) {
 		fs.EachError(func(_ string, _ int32, err error) { t.Fatal(err) })
 		fs.EachRecord(func(r *kgo.Record) {
 			got++
-			ev, err := Decode(EncodingAvro, r.Value)
+			ev, err := canary.Decode(canary.EncodingAvro, r.Value)
 			if err != nil {
 				t.Fatalf("partition %d offset %d: %v", r.Partition, r.Offset, err)
 			}

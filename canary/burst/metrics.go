@@ -1,10 +1,12 @@
-package canary
+package burst
 
 import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/slo-scout/slo-canary/canary"
 )
 
 // Burst verdicts, the bounded values of the verdict label.
@@ -22,10 +24,10 @@ var (
 		"produce_errors", "cap", "cancelled"}
 )
 
-// BurstMetrics are the series of scheduled and on-demand bursts. The last_*
+// Metrics are the series of scheduled and on-demand bursts. The last_*
 // gauges describe the latest finished burst of each profile; before the first
 // one, last_timestamp_seconds is 0 and the others mean nothing.
-type BurstMetrics struct {
+type Metrics struct {
 	Running          prometheus.Gauge
 	Bursts           *prometheus.CounterVec
 	Aborts           *prometheus.CounterVec
@@ -43,14 +45,14 @@ type BurstMetrics struct {
 	LastMarkersTotal *prometheus.GaugeVec
 }
 
-// NewBurstMetrics registers the burst series with reg, initialised at zero
+// NewMetrics registers the burst series with reg, initialised at zero
 // for every profile named.
-func NewBurstMetrics(reg prometheus.Registerer, profiles []string) *BurstMetrics {
+func NewMetrics(reg prometheus.Registerer, profiles []string) *Metrics {
 	f := promauto.With(reg)
 	g := func(name, help string, labels ...string) *prometheus.GaugeVec {
 		return f.NewGaugeVec(prometheus.GaugeOpts{Namespace: "slo_canary", Name: name, Help: help}, labels)
 	}
-	m := &BurstMetrics{
+	m := &Metrics{
 		Running: f.NewGauge(prometheus.GaugeOpts{Namespace: "slo_canary", Name: "burst_running",
 			Help: "1 while a burst runs (load, then the wait for its markers)."}),
 		Bursts: f.NewCounterVec(prometheus.CounterOpts{Namespace: "slo_canary", Name: "bursts_total",
@@ -82,7 +84,7 @@ func NewBurstMetrics(reg prometheus.Registerer, profiles []string) *BurstMetrics
 		LastMarkersTotal: g("burst_last_markers",
 			"Markers of the latest burst acknowledged by Kafka.", "profile"),
 	}
-	for _, r := range ProduceFailureReasons {
+	for _, r := range canary.ProduceFailureReasons {
 		m.ProduceFailures.WithLabelValues(r)
 	}
 	for _, r := range AbortReasons {
@@ -97,7 +99,7 @@ func NewBurstMetrics(reg prometheus.Registerer, profiles []string) *BurstMetrics
 
 // InitProfile starts a profile's series at zero (a profile run on demand
 // gets them on its first burst).
-func (m *BurstMetrics) InitProfile(p string) {
+func (m *Metrics) InitProfile(p string) {
 	for _, v := range burstVerdicts {
 		m.Bursts.WithLabelValues(p, v)
 	}
@@ -109,7 +111,7 @@ func (m *BurstMetrics) InitProfile(p string) {
 }
 
 // record publishes a finished burst.
-func (m *BurstMetrics) record(r *BurstReport) {
+func (m *Metrics) record(r *Report) {
 	p := r.Profile
 	m.InitProfile(p)
 	m.Bursts.WithLabelValues(p, r.Verdict).Inc()

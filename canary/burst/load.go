@@ -1,4 +1,4 @@
-package canary
+package burst
 
 import (
 	"errors"
@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slo-scout/slo-canary/canary"
 	"github.com/slo-scout/slo-canary/config"
 )
 
@@ -15,7 +16,7 @@ import (
 type LoadOptions struct {
 	Instance string
 	Run      string // the burst's id, in attribute slo_canary.run
-	Encoding Encoding
+	Encoding canary.Encoding
 	// Environment and EventType as canary.environment and canary.event_type;
 	// trace events use "trace" in EventType's case.
 	Environment string
@@ -35,7 +36,7 @@ type LoadOptions struct {
 // million events a second spends its time in Kafka, not in the garbage
 // collector. It is not safe for concurrent use.
 type LoadGen struct {
-	enc        Encoding
+	enc        canary.Encoding
 	rng        *rand.Rand
 	templates  [][]segment
 	severity   []int8 // weighted table: index into severitySymbols, -1 null
@@ -125,7 +126,7 @@ func NewLoadGen(o LoadOptions) (*LoadGen, error) {
 		}
 		g.templates = append(g.templates, segs)
 	}
-	if o.Encoding == EncodingAvro {
+	if o.Encoding == canary.EncodingAvro {
 		var ok bool
 		if g.envIdx, ok = symbolIndex(envSymbols, o.Environment); !ok {
 			return nil, fmt.Errorf("load: environment %q is not in the Avro enum %v", o.Environment, envSymbols)
@@ -148,12 +149,12 @@ func NewLoadGen(o LoadOptions) (*LoadGen, error) {
 		g.severity = []int8{-1}
 	}
 	attrs := [][2]string{
-		{AttrSynthetic, "true"},
-		{AttrKind, "load"},
-		{AttrInstance, o.Instance},
-		{AttrRun, o.Run},
+		{canary.AttrSynthetic, "true"},
+		{canary.AttrKind, "load"},
+		{canary.AttrInstance, o.Instance},
+		{canary.AttrRun, o.Run},
 	}
-	if o.Encoding == EncodingAvro {
+	if o.Encoding == canary.EncodingAvro {
 		g.attrs = appendLong(g.attrs, int64(len(attrs)))
 		for _, kv := range attrs {
 			g.attrs = appendAvroString(g.attrs, kv[0])
@@ -224,7 +225,7 @@ func (g *LoadGen) Event(dst []byte, now time.Time) ([]byte, []byte) {
 	if isTrace {
 		tr1, tr2, sp = r.Uint64(), r.Uint64(), r.Uint64()
 	}
-	if g.enc == EncodingAvro {
+	if g.enc == canary.EncodingAvro {
 		dst = appendLong(dst, 36)
 		dst = appendUUID(dst, hi, lo)
 		dst = appendLong(dst, int64(len(svc)))

@@ -1,4 +1,7 @@
-package canary
+// Package grouplag watches consumer groups of the pipeline: their lag per
+// topic and partition, in records and in seconds, exported as metrics and
+// read by the burst guards.
+package grouplag
 
 import (
 	"context"
@@ -17,9 +20,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// GroupLagConfig configures a GroupLag.
-type GroupLagConfig struct {
-	// KafkaOpts connect to the cluster; GroupLag builds its own client.
+// Config configures a Watcher.
+type Config struct {
+	// KafkaOpts connect to the cluster; Watcher builds its own client.
 	KafkaOpts  []kgo.Opt
 	Groups     []string
 	Interval   time.Duration // between refreshes in Run
@@ -31,33 +34,33 @@ type GroupLagConfig struct {
 
 // Group statuses: why a group has no lag to show.
 const (
-	GroupOK        = "ok"         // exists and has committed offsets
-	GroupNotFound  = "not_found"  // the coordinator does not know it
-	GroupNoCommits = "no_commits" // known, but has committed nothing
-	GroupError     = "error"      // could not be read this time
+	StatusOK        = "ok"         // exists and has committed offsets
+	StatusNotFound  = "not_found"  // the coordinator does not know it
+	StatusNoCommits = "no_commits" // known, but has committed nothing
+	StatusError     = "error"      // could not be read this time
 )
 
 // groupStates are Kafka's consumer-group states, the bounded values of the
 // state label; anything else is reported as Unknown.
 var groupStates = []string{"Stable", "PreparingRebalance", "CompletingRebalance", "Empty", "Dead", "Unknown"}
 
-// GroupLagSnapshot is one refresh.
-type GroupLagSnapshot struct {
+// Snapshot is one refresh.
+type Snapshot struct {
 	At     time.Time
-	Groups []GroupLagInfo // in configured order
+	Groups []Group // in configured order
 }
 
-// GroupLagInfo is one group's lag.
-type GroupLagInfo struct {
+// Group is one group's lag.
+type Group struct {
 	Group  string
-	Status string // GroupOK, GroupNotFound, GroupNoCommits, GroupError
+	Status string // StatusOK, StatusNotFound, StatusNoCommits, StatusError
 	State  string // Kafka's group state
 	Err    error
-	Topics []TopicLag // sorted by topic
+	Topics []Topic // sorted by topic
 }
 
-// TopicLag is a group's lag on one topic.
-type TopicLag struct {
+// Topic is a group's lag on one topic.
+type Topic struct {
 	Topic   string
 	Records int64 // summed over partitions
 	// Seconds is the largest age over partitions of the first record not yet
@@ -66,11 +69,11 @@ type TopicLag struct {
 	Seconds      float64
 	SecondsKnown bool
 	Committed    int64 // committed offsets summed over partitions: progress
-	Partitions   []PartitionLag
+	Partitions   []Partition
 }
 
-// PartitionLag is a group's lag on one partition.
-type PartitionLag struct {
+// Partition is a group's lag on one partition.
+type Partition struct {
 	Partition int32
 	Committed int64 // -1: nothing committed on this partition
 	End       int64
@@ -82,12 +85,12 @@ type PartitionLag struct {
 }
 
 // MaxRecords is the largest per-topic lag of any group that is up.
-func (s GroupLagSnapshot) MaxRecords() (int64, string) {
+func (s Snapshot) MaxRecords() (int64, string) {
 	var best int64
 	var who string
 	for _, g := range s.Groups {
 		for _, t := range g.Topics {
-			if g.Status == GroupOK && t.Records > best {
+			if g.Status == StatusOK && t.Records > best {
 				best, who = t.Records, g.Group+"/"+t.Topic
 			}
 		}
@@ -96,12 +99,12 @@ func (s GroupLagSnapshot) MaxRecords() (int64, string) {
 }
 
 // MaxSeconds is the largest lag in time of any group that is up.
-func (s GroupLagSnapshot) MaxSeconds() (float64, string) {
+func (s Snapshot) MaxSeconds() (float64, string) {
 	var best float64
 	var who string
 	for _, g := range s.Groups {
 		for _, t := range g.Topics {
-			if g.Status == GroupOK && t.SecondsKnown && t.Seconds > best {
+			if g.Status == StatusOK && t.SecondsKnown && t.Seconds > best {
 				best, who = t.Seconds, g.Group+"/"+t.Topic
 			}
 		}
@@ -111,12 +114,12 @@ func (s GroupLagSnapshot) MaxSeconds() (float64, string) {
 
 // Committed sums, over the groups that are up, their committed offsets on
 // topic: its difference over time is the pipeline's processing rate.
-func (s GroupLagSnapshot) Committed(topic string) (int64, bool) {
+func (s Snapshot) Committed(topic string) (int64, bool) {
 	var sum int64
 	found := false
 	for _, g := range s.Groups {
 		for _, t := range g.Topics {
-			if g.Status == GroupOK && t.Topic == topic {
+			if g.Status == StatusOK && t.Topic == topic {
 				sum += t.Committed
 				found = true
 			}
@@ -125,18 +128,18 @@ func (s GroupLagSnapshot) Committed(topic string) (int64, bool) {
 	return sum, found
 }
 
-// GroupLag watches consumer groups: lag per topic and partition in records
+// Watcher watches consumer groups: lag per topic and partition in records
 // (kadm's Lag: describe, offset fetch, list offsets) and in seconds, from the
 // timestamp of the first record not yet committed. The seconds cost at most
 // one small fetch per lagging partition per refresh: the fetch asks for one
 // byte, and the broker answers with the single batch holding that offset.
-type GroupLag struct {
-	cfg GroupLagConfig
+type Watcher struct {
+	cfg Config
 	cl  *kgo.Client
 	adm *kadm.Client
 
 	mu     sync.Mutex // serialises refreshes
-	latest GroupLagSnapshot
+	latest Snapshot
 	series map[string]map[[2]string]bool // group -> (topic, partition) series set last time
 
 	up        *prometheus.GaugeVec
@@ -147,9 +150,9 @@ type GroupLag struct {
 	refreshed prometheus.Gauge
 }
 
-// NewGroupLag builds the client and the metrics; it does not touch the
+// New builds the client and the metrics; it does not touch the
 // network. Close releases the client.
-func NewGroupLag(cfg GroupLagConfig) (*GroupLag, error) {
+func New(cfg Config) (*Watcher, error) {
 	if len(cfg.Groups) == 0 {
 		return nil, errors.New("consumer lag: no groups to watch")
 	}
@@ -171,7 +174,7 @@ func NewGroupLag(cfg GroupLagConfig) (*GroupLag, error) {
 		reg = prometheus.NewRegistry()
 	}
 	f := promauto.With(reg)
-	l := &GroupLag{
+	l := &Watcher{
 		cfg: cfg, cl: cl, adm: kadm.NewClient(cl), series: map[string]map[[2]string]bool{},
 		up: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: "slo_canary", Name: "consumer_group_up",
 			Help: "1 if the consumer group exists and has committed offsets, 0 if it does not exist, has committed nothing, or could not be read (see consumer_group_state)."}, []string{"group"}),
@@ -197,10 +200,10 @@ func NewGroupLag(cfg GroupLagConfig) (*GroupLag, error) {
 }
 
 // Close releases the Kafka client.
-func (l *GroupLag) Close() { l.cl.Close() }
+func (l *Watcher) Close() { l.cl.Close() }
 
 // Run refreshes every Interval until ctx is cancelled.
-func (l *GroupLag) Run(ctx context.Context) error {
+func (l *Watcher) Run(ctx context.Context) error {
 	t := time.NewTicker(l.cfg.Interval)
 	defer t.Stop()
 	for {
@@ -216,7 +219,7 @@ func (l *GroupLag) Run(ctx context.Context) error {
 }
 
 // Latest returns the latest refresh (zero before the first).
-func (l *GroupLag) Latest() GroupLagSnapshot {
+func (l *Watcher) Latest() Snapshot {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.latest
@@ -224,19 +227,19 @@ func (l *GroupLag) Latest() GroupLagSnapshot {
 
 // Refresh reads every group's lag now, updates the metrics and returns it.
 // Concurrent calls are serialised. The error is for a refresh that read
-// nothing; a group that could not be read is reported in its GroupLagInfo.
-func (l *GroupLag) Refresh(ctx context.Context) (GroupLagSnapshot, error) {
+// nothing; a group that could not be read is reported in its Group.
+func (l *Watcher) Refresh(ctx context.Context) (Snapshot, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
 	defer cancel()
 	lags, err := l.adm.Lag(ctx, l.cfg.Groups...)
 	now := l.cfg.Now()
-	snap := GroupLagSnapshot{At: now}
+	snap := Snapshot{At: now}
 	if err != nil {
 		for _, g := range l.cfg.Groups {
 			l.errors.WithLabelValues(g).Inc()
-			snap.Groups = append(snap.Groups, GroupLagInfo{Group: g, Status: GroupError, State: "Unknown", Err: err})
+			snap.Groups = append(snap.Groups, Group{Group: g, Status: StatusError, State: "Unknown", Err: err})
 		}
 		l.publish(snap)
 		return snap, fmt.Errorf("consumer lag: %w", err)
@@ -296,24 +299,24 @@ type tpoKey struct {
 	offset int64
 }
 
-// group turns kadm's answer for one group into a GroupLagInfo.
-func (l *GroupLag) group(name string, dl kadm.DescribedGroupLag) GroupLagInfo {
-	info := GroupLagInfo{Group: name, State: dl.State}
+// group turns kadm's answer for one group into a Group.
+func (l *Watcher) group(name string, dl kadm.DescribedGroupLag) Group {
+	info := Group{Group: name, State: dl.State}
 	if !slices.Contains(groupStates, info.State) {
 		info.State = "Unknown"
 	}
 	if err := dl.Error(); err != nil {
 		if errors.Is(err, kerr.GroupIDNotFound) {
-			info.Status, info.State = GroupNotFound, "Dead"
+			info.Status, info.State = StatusNotFound, "Dead"
 			return info
 		}
-		info.Status, info.Err = GroupError, err
+		info.Status, info.Err = StatusError, err
 		l.errors.WithLabelValues(name).Inc()
 		return info
 	}
 	if dl.State == "Dead" {
 		// Kafka describes a group it never heard of as Dead, not as an error.
-		info.Status = GroupNotFound
+		info.Status = StatusNotFound
 		return info
 	}
 	committed := false
@@ -330,7 +333,7 @@ func (l *GroupLag) group(name string, dl kadm.DescribedGroupLag) GroupLagInfo {
 		}
 		n := len(info.Topics)
 		if n == 0 || info.Topics[n-1].Topic != ml.Topic {
-			info.Topics = append(info.Topics, TopicLag{Topic: ml.Topic})
+			info.Topics = append(info.Topics, Topic{Topic: ml.Topic})
 			n++
 		}
 		t := &info.Topics[n-1]
@@ -338,26 +341,26 @@ func (l *GroupLag) group(name string, dl kadm.DescribedGroupLag) GroupLagInfo {
 		if ml.Commit.At >= 0 {
 			t.Committed += ml.Commit.At
 		}
-		t.Partitions = append(t.Partitions, PartitionLag{Partition: ml.Partition, Committed: ml.Commit.At, End: ml.End.Offset, Lag: ml.Lag})
+		t.Partitions = append(t.Partitions, Partition{Partition: ml.Partition, Committed: ml.Commit.At, End: ml.End.Offset, Lag: ml.Lag})
 	}
 	if partial {
 		l.errors.WithLabelValues(name).Inc()
 	}
 	if !committed {
-		info.Status, info.Topics = GroupNoCommits, nil
+		info.Status, info.Topics = StatusNoCommits, nil
 		return info
 	}
-	info.Status = GroupOK
+	info.Status = StatusOK
 	return info
 }
 
 // publish sets the metrics from snap. Series of partitions or topics that
 // went away are deleted, so a stale lag does not linger.
-func (l *GroupLag) publish(snap GroupLagSnapshot) {
+func (l *Watcher) publish(snap Snapshot) {
 	l.refreshed.Set(float64(snap.At.UnixNano()) / 1e9)
 	for _, g := range snap.Groups {
 		up := 0.0
-		if g.Status == GroupOK {
+		if g.Status == StatusOK {
 			up = 1
 		}
 		l.up.WithLabelValues(g.Group).Set(up)
@@ -368,7 +371,7 @@ func (l *GroupLag) publish(snap GroupLagSnapshot) {
 			}
 			l.state.WithLabelValues(g.Group, s).Set(v)
 		}
-		if g.Status == GroupError {
+		if g.Status == StatusError {
 			continue // keep the last known lag rather than invent one
 		}
 		now := map[[2]string]bool{}

@@ -1,4 +1,4 @@
-package canary
+package burst
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/slo-scout/slo-canary/canary"
 	"github.com/slo-scout/slo-canary/config"
 )
 
@@ -24,14 +25,14 @@ const minProduceSample = 20
 // Before the start, w is nil: produce errors are not judged. When the group
 // guards are on (or sample is set), consumer-group lag is refreshed, and the
 // ingest topic's committed offsets are passed to sample.
-func (b *burst) check(ctx context.Context, w *produceWindow, sample ...func(commitSample)) *BurstAbort {
+func (b *burst) check(ctx context.Context, w *produceWindow, sample ...func(commitSample)) *Abort {
 	g := b.r.cfg.Bursts.Guard
 	now := time.Now()
 	if g.MaxMarkerLag > 0 {
 		var buf [1]uuid.UUID
-		if _, oldest := b.r.svc.tracker.Pending(b.stageIx, buf[:0], 1); !oldest.IsZero() {
+		if _, oldest := b.r.svc.Tracker().Pending(b.stageIx, buf[:0], 1); !oldest.IsZero() {
 			if age := now.Sub(oldest); age > g.MaxMarkerLag {
-				return &BurstAbort{Reason: "marker_lag", At: now, Value: age.Seconds(), Threshold: g.MaxMarkerLag.Seconds(),
+				return &Abort{Reason: "marker_lag", At: now, Value: age.Seconds(), Threshold: g.MaxMarkerLag.Seconds(),
 					Detail: fmt.Sprintf("the oldest marker not yet seen at stage %s was sent %s ago, above bursts.guard.max_marker_lag %s",
 						b.stage, age.Round(time.Millisecond), g.MaxMarkerLag)}
 			}
@@ -48,18 +49,18 @@ func (b *burst) check(ctx context.Context, w *produceWindow, sample ...func(comm
 				}
 			}
 			if n, who := snap.MaxRecords(); g.MaxGroupLagRecords > 0 && n > int64(g.MaxGroupLagRecords) {
-				return &BurstAbort{Reason: "group_lag_records", At: now, Value: float64(n), Threshold: float64(g.MaxGroupLagRecords),
+				return &Abort{Reason: "group_lag_records", At: now, Value: float64(n), Threshold: float64(g.MaxGroupLagRecords),
 					Detail: fmt.Sprintf("consumer group %s lags %d records, above bursts.guard.max_group_lag_records %d", who, n, g.MaxGroupLagRecords)}
 			}
 			if s, who := snap.MaxSeconds(); g.MaxGroupLag > 0 && s > g.MaxGroupLag.Seconds() {
-				return &BurstAbort{Reason: "group_lag_seconds", At: now, Value: s, Threshold: g.MaxGroupLag.Seconds(),
+				return &Abort{Reason: "group_lag_seconds", At: now, Value: s, Threshold: g.MaxGroupLag.Seconds(),
 					Detail: fmt.Sprintf("consumer group %s lags %.1fs, above bursts.guard.max_group_lag %s", who, s, g.MaxGroupLag)}
 			}
 		}
 	}
 	if w != nil && g.MaxProduceErrorRatio > 0 && w.completed >= minProduceSample {
 		if ratio := float64(w.failed) / float64(w.completed); ratio > g.MaxProduceErrorRatio {
-			return &BurstAbort{Reason: "produce_errors", At: now, Value: ratio, Threshold: g.MaxProduceErrorRatio,
+			return &Abort{Reason: "produce_errors", At: now, Value: ratio, Threshold: g.MaxProduceErrorRatio,
 				Detail: fmt.Sprintf("%d of %d produces failed in the last guard interval, above bursts.guard.max_produce_error_ratio %v",
 					w.failed, w.completed, g.MaxProduceErrorRatio)}
 		}
@@ -129,7 +130,7 @@ func (b *burst) progress(ctx context.Context, loadDone, finished <-chan struct{}
 		case <-t.C:
 		}
 		now := time.Now()
-		p := BurstProgress{Profile: b.profile, Phase: "load", Steps: len(steps), Sent: b.pacer.Handed()}
+		p := Progress{Profile: b.profile, Phase: "load", Steps: len(steps), Sent: b.pacer.Handed()}
 		if !load {
 			p.Phase = "catch-up"
 		}
@@ -153,7 +154,7 @@ func (b *burst) progress(ctx context.Context, loadDone, finished <-chan struct{}
 		lags := slices.Clone(b.lags)
 		b.mu.Unlock()
 		sort.Float64s(lags)
-		p.P95 = quantile(lags, 0.95)
+		p.P95 = canary.Quantile(lags, 0.95)
 		b.r.o.Progress(p)
 	}
 }

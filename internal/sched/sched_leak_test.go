@@ -1,4 +1,4 @@
-package canary_test
+package sched_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
-	"github.com/slo-scout/slo-canary/canary"
+	"github.com/slo-scout/slo-canary/internal/sched"
 )
 
 // TestSchedulerNoGoroutineLeak: cancelling Run while a job is running
@@ -18,10 +18,10 @@ import (
 // behind.
 func TestSchedulerNoGoroutineLeak(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	s := canary.NewScheduler(prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	s := sched.New(prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	started := make(chan struct{}, 1)
 	ended := make(chan error, 1)
-	err := s.Add(canary.Job{Name: "hold", Spec: "@every 1s", Run: func(ctx context.Context) error {
+	err := s.Add(sched.Job{Name: "hold", Spec: "@every 1s", Run: func(ctx context.Context) error {
 		select {
 		case started <- struct{}{}:
 		default:

@@ -1,4 +1,4 @@
-package canary
+package burst
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 )
 
 // finish computes the report from what was recorded, judges it, exports it.
-func (b *burst) finish(rep *BurstReport, results []StepResult, samples []commitSample) *BurstReport {
+func (b *burst) finish(rep *Report, results []StepResult) *Report {
 	r := b.r
 	rep.Abort = b.getAbort()
 	if b.pacer != nil {
@@ -83,6 +83,9 @@ func (b *burst) finish(rep *BurstReport, results []StepResult, samples []commitS
 		}
 	}
 	b.steps(rep, results)
+	b.sampleMu.Lock()
+	samples := b.samples
+	b.sampleMu.Unlock()
 	b.processing(rep, samples)
 	rep.judge()
 	r.o.Metrics.EventsSent.Add(float64(rep.Events.Acked))
@@ -98,7 +101,7 @@ func (b *burst) finish(rep *BurstReport, results []StepResult, samples []commitS
 }
 
 // steps fills the per-step and per-second figures.
-func (b *burst) steps(rep *BurstReport, results []StepResult) {
+func (b *burst) steps(rep *Report, results []StepResult) {
 	var acked, elapsed float64
 	failed := rep.Events.Failed
 	for i, res := range results {
@@ -157,21 +160,31 @@ type commitSample struct {
 	committed int64
 }
 
-func (b *burst) commitSample(gl *GroupLag, at time.Time) (commitSample, bool) {
+// sample adds, if the burst watches consumer groups, their committed offsets
+// now.
+func (b *burst) sample() {
+	gl := b.r.o.GroupLag
 	if gl == nil {
-		return commitSample{}, false
+		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	snap, err := gl.Refresh(ctx)
 	if err != nil {
-		return commitSample{}, false
+		return
 	}
-	c, ok := snap.Committed(b.r.cfg.Canary.Topic)
-	return commitSample{at: snap.At, committed: c}, ok
+	if c, ok := snap.Committed(b.r.cfg.Canary.Topic); ok {
+		b.addSample(commitSample{at: snap.At, committed: c})
+	}
 }
 
-func (b *burst) processing(rep *BurstReport, samples []commitSample) {
+func (b *burst) addSample(s commitSample) {
+	b.sampleMu.Lock()
+	b.samples = append(b.samples, s)
+	b.sampleMu.Unlock()
+}
+
+func (b *burst) processing(rep *Report, samples []commitSample) {
 	if len(samples) < 2 {
 		return
 	}

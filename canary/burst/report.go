@@ -1,4 +1,4 @@
-package canary
+package burst
 
 import (
 	"encoding/json"
@@ -9,19 +9,21 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slo-scout/slo-canary/canary"
 	"github.com/slo-scout/slo-canary/config"
+	"github.com/slo-scout/slo-canary/internal/atomicfile"
 )
 
-// BurstReport is everything a burst measured, and its verdict. It is written
+// Report is everything a burst measured, and its verdict. It is written
 // as JSON (WriteJSON) and turned into JUnit test cases by the gate.
-type BurstReport struct {
+type Report struct {
 	Profile string `json:"profile"`
 	ID      string `json:"id"` // also the marker run and the load events' slo_canary.run
 	Verdict string `json:"verdict"`
 	// Reasons say why the verdict is not pass, one line each.
-	Reasons []string    `json:"reasons,omitempty"`
-	Abort   *BurstAbort `json:"abort,omitempty"`
-	Stage   string      `json:"stage"`
+	Reasons []string `json:"reasons,omitempty"`
+	Abort   *Abort   `json:"abort,omitempty"`
+	Stage   string   `json:"stage"`
 
 	Started  time.Time `json:"started"`
 	LoadEnd  time.Time `json:"load_end"` // the last event handed over
@@ -45,8 +47,8 @@ type BurstReport struct {
 	Checks  []Check             `json:"checks"`
 }
 
-// BurstAbort says why a burst stopped early, or did not start.
-type BurstAbort struct {
+// Abort says why a burst stopped early, or did not start.
+type Abort struct {
 	Reason    string    `json:"reason"` // one of AbortReasons
 	Detail    string    `json:"detail"`
 	Value     float64   `json:"value,omitempty"`     // what the guard read
@@ -159,7 +161,7 @@ func fmtVal(v float64, unit string) string {
 }
 
 // judge fills Checks, Verdict and Reasons.
-func (r *BurstReport) judge() {
+func (r *Report) judge() {
 	b := r.Budgets
 	add := func(c Check) {
 		r.Checks = append(r.Checks, c)
@@ -199,7 +201,7 @@ func (r *BurstReport) judge() {
 }
 
 // Summary is a one-line account of the burst.
-func (r *BurstReport) Summary() string {
+func (r *Report) Summary() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "burst %s: %s; %d events at %.1f/s; markers %d/%d seen, %d lost; lag p50 %.2fs p95 %.2fs p99 %.2fs; catch-up %.2fs",
 		r.Profile, strings.ToUpper(r.Verdict), r.Events.Acked, r.AchievedRate, r.Markers.Seen, r.Markers.Acked, r.Markers.Lost,
@@ -211,40 +213,20 @@ func (r *BurstReport) Summary() string {
 }
 
 // WriteJSON writes the report to path, atomically.
-func (r *BurstReport) WriteJSON(path string) error {
+func (r *Report) WriteJSON(path string) error {
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return fmt.Errorf("burst report: %w", err)
 	}
-	return writeFileAtomic(path, append(data, '\n'))
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return atomicfile.WriteFile(path, append(data, '\n'))
 }
 
 // ReportPath is where a scheduled burst's report goes in dir.
-func (r *BurstReport) ReportPath(dir string) string {
+func (r *Report) ReportPath(dir string) string {
 	return filepath.Join(dir, fmt.Sprintf("burst-%s-%s.json", r.Profile, r.Started.UTC().Format("20060102T150405Z")))
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path))
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }
 
 // lagSummary summarises lags (seconds), nearest rank as the demo's summary.
@@ -256,9 +238,9 @@ func lagSummary(lags []float64) LagSummary {
 	for _, v := range lags {
 		s.Sum += v
 	}
-	s.P50 = quantile(lags, 0.50).Seconds()
-	s.P95 = quantile(lags, 0.95).Seconds()
-	s.P99 = quantile(lags, 0.99).Seconds()
+	s.P50 = canary.Quantile(lags, 0.50).Seconds()
+	s.P95 = canary.Quantile(lags, 0.95).Seconds()
+	s.P99 = canary.Quantile(lags, 0.99).Seconds()
 	return s
 }
 

@@ -1,4 +1,9 @@
-package canary
+// Package burst runs load bursts through the pipeline: events at an exact
+// rate on every partition of the ingest topic (Pacer, LoadGen), markers of
+// the steady canary.Service spread through them, guards that abort a burst
+// when the pipeline is in trouble, and a verdict against the budgets
+// (Report, Metrics). Scheduled bursts are sched jobs (Runner.Jobs).
+package burst
 
 import (
 	"context"
@@ -15,31 +20,35 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/slo-scout/slo-canary/canary"
+	"github.com/slo-scout/slo-canary/canary/grouplag"
 	"github.com/slo-scout/slo-canary/config"
 )
 
-// BurstOptions are a BurstRunner's collaborators.
-type BurstOptions struct {
+// Options are a Runner's collaborators.
+type Options struct {
 	// Service tracks and observes the burst's markers exactly as it does the
 	// steady ones, through the same tracker and stages. Required; it must be
-	// running while a burst runs.
-	Service *Service
+	// running while a burst runs. The markers are the service's (its
+	// instance, encoding and ingest topic), and so is the producer's
+	// connection.
+	Service *canary.Service
 	// Config, if set, replaces the service's configuration for the burst
-	// (its bursts and canary sections); the stage must be one of the
-	// service's.
+	// (its bursts section, and the canary settings the load events take);
+	// the stage must be one of the service's.
 	Config *config.Config
 	// GroupLag, if set, feeds the group-lag guards and the processing rate.
-	GroupLag *GroupLag
-	Metrics  *BurstMetrics // required
+	GroupLag *grouplag.Watcher
+	Metrics  *Metrics // required
 	Logger   *slog.Logger
 	// Progress, if set, is called about once a second while a burst runs.
-	Progress func(BurstProgress)
+	Progress func(Progress)
 	// ProducerOpts are added to the producer's options (tests, benchmarks).
 	ProducerOpts []kgo.Opt
 }
 
-// BurstProgress is a running burst's state, for a terminal or a log line.
-type BurstProgress struct {
+// Progress is a running burst's state, for a terminal or a log line.
+type Progress struct {
 	Profile     string
 	Phase       string // "load", then "catch-up" while markers are awaited
 	Step, Steps int    // 1-based
@@ -52,39 +61,39 @@ type BurstProgress struct {
 	Left        time.Duration // of the load; 0 once it is done
 }
 
-// ErrBurstRunning is returned by Run while another burst runs.
-var ErrBurstRunning = errors.New("a burst is already running")
+// ErrRunning is returned by Run while another burst runs.
+var ErrRunning = errors.New("a burst is already running")
 
-// BurstRunner runs bursts: load at an exact rate on every partition of the
+// Runner runs bursts: load at an exact rate on every partition of the
 // ingest topic, markers spread evenly through it, guards that abort when the
 // pipeline is in trouble, and a verdict against the budgets. One burst at a
 // time; Scheduler group "burst" keeps scheduled ones apart, and Run refuses
 // to overlap whatever its caller.
-type BurstRunner struct {
-	o       BurstOptions
-	svc     *Service
+type Runner struct {
+	o       Options
+	svc     *canary.Service
 	cfg     *config.Config
 	log     *slog.Logger
 	running atomic.Bool
 	seq     atomic.Int64
 }
 
-// NewBurstRunner checks its options; it does not touch the network.
-func NewBurstRunner(o BurstOptions) (*BurstRunner, error) {
+// NewRunner checks its options; it does not touch the network.
+func NewRunner(o Options) (*Runner, error) {
 	if o.Service == nil || o.Metrics == nil {
 		return nil, errors.New("burst: service and metrics are required")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	cfg := o.Service.cfg
+	cfg := o.Service.Config()
 	if o.Config != nil {
 		cfg = o.Config
 	}
-	if _, ok := o.Service.tracker.StageIndex(cfg.Bursts.Stage); !ok {
+	if _, ok := o.Service.Tracker().StageIndex(cfg.Bursts.Stage); !ok {
 		return nil, fmt.Errorf("bursts.stage: %q is not a stage of this canary (%v)", cfg.Bursts.Stage, cfg.EnabledObservers())
 	}
-	return &BurstRunner{o: o, svc: o.Service, cfg: cfg, log: o.Logger}, nil
+	return &Runner{o: o, svc: o.Service, cfg: cfg, log: o.Logger}, nil
 }
 
 // burstMarker is what a burst knows of one of its markers.
@@ -102,7 +111,7 @@ type burstMarker struct {
 
 // burst is one run.
 type burst struct {
-	r       *BurstRunner
+	r       *Runner
 	id      string
 	profile string
 	stage   string
@@ -121,138 +130,163 @@ type burst struct {
 	panicked atomic.Pointer[any]
 
 	abortMu sync.Mutex
-	abort   *BurstAbort
+	abort   *Abort
 	seqs    map[int32]uint64
+
+	sampleMu sync.Mutex
+	samples  []commitSample
+
+	settled chan struct{} // closed once every marker is resolved, or the wait gave up
 }
 
 // Run runs one burst of profile's steps and returns its report. The error is
 // for a burst that could not be attempted (another one runs, the caps are
 // exceeded, Kafka cannot be reached); a burst that ran and failed, or was
 // aborted by a guard, returns its report and no error.
-func (r *BurstRunner) Run(ctx context.Context, profile string, steps []config.Step) (*BurstReport, error) {
-	bc := r.cfg.Bursts
-	if err := bc.CheckSteps("burst "+profile, steps); err != nil {
+func (r *Runner) Run(ctx context.Context, profile string, steps []config.Step) (*Report, error) {
+	if err := r.cfg.Bursts.CheckSteps("burst "+profile, steps); err != nil {
 		return nil, err
 	}
 	if !r.running.CompareAndSwap(false, true) {
-		return nil, ErrBurstRunning
+		return nil, ErrRunning
 	}
 	defer r.running.Store(false)
 	r.o.Metrics.Running.Set(1)
 	defer r.o.Metrics.Running.Set(0)
 
-	stageIx, _ := r.svc.tracker.StageIndex(bc.Stage)
-	b := &burst{
-		r: r, profile: profile, stage: bc.Stage, stageIx: stageIx,
-		id:      r.svc.run + ".b" + strconv.FormatInt(r.seq.Add(1), 10),
-		markers: map[uuid.UUID]*burstMarker{}, reasons: map[string]int64{}, seqs: map[int32]uint64{},
-	}
-	rep := &BurstReport{Profile: profile, ID: b.id, Stage: bc.Stage, Budgets: bc.Budgets, Started: time.Now()}
-	for _, st := range steps {
-		rep.Events.Planned += st.Events()
-	}
-
+	b, rep := r.newBurst(profile, steps)
 	cl, parts, err := r.producer(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer cl.Close()
-
-	// Before any load: the pipeline must be healthy.
-	if a := b.check(ctx, nil); a != nil {
-		a.Reason, a.Detail = "unhealthy_at_start", "pipeline unhealthy before the burst: "+a.Detail
-		b.setAbort(a)
-		r.log.Warn("burst not started: the pipeline is already unhealthy", "profile", profile, "reason", a.Detail)
-		rep.Finished, rep.LoadEnd = time.Now(), rep.Started
-		return b.finish(rep, nil, nil), nil
-	}
-
-	gen, err := NewLoadGen(LoadOptions{
-		Instance: r.cfg.Canary.Instance, Run: b.id, Encoding: Encoding(r.cfg.Canary.Encoding),
-		Environment: r.cfg.Canary.Environment, EventType: r.cfg.Canary.EventType,
-		ServiceNames: bc.Load.ServiceNames, Templates: bc.Load.Templates, Severities: mustSeverities(bc.Load.Severities),
-		TraceShare: bc.Load.TraceShare, Seed: uint64(time.Now().UnixNano()),
-	})
+	started, err := b.prepare(ctx, rep, cl, parts)
 	if err != nil {
-		return nil, fmt.Errorf("burst %s: %w", profile, err)
+		return nil, err
 	}
-	b.pacer = &Pacer{
-		Client: cl, Topic: r.cfg.Canary.Topic, Partitions: parts, Gen: gen,
-		MarkerShare: bc.MarkerShare, Marker: b.marker, MaxEvents: int64(bc.MaxEvents),
-		Failed: func(err error) { b.failure(err) },
+	if !started {
+		return b.finish(rep, nil), nil
 	}
-	stop := r.svc.Watch(Hooks{Result: b.result, Lost: b.lostHook})
+	stop := r.svc.Watch(canary.Hooks{Result: b.result, Lost: b.lostHook})
 	defer stop()
 
-	var samples []commitSample
-	if s, ok := b.commitSample(r.o.GroupLag, time.Now()); ok {
-		samples = append(samples, s)
-	}
-	loadCtx, cancelLoad := context.WithCancel(ctx)
-	defer cancelLoad()
-	start := time.Now()
-	rep.Started = start
-	loadDone := make(chan struct{})
-	var guardWG sync.WaitGroup
-	guardWG.Add(1)
-	var sampleMu sync.Mutex
-	go func() {
-		defer guardWG.Done()
-		defer b.recoverInto(cancelLoad)
-		b.guard(loadCtx, loadDone, cancelLoad, func(s commitSample) {
-			sampleMu.Lock()
-			samples = append(samples, s)
-			sampleMu.Unlock()
-		})
-	}()
-	waited, progressDone := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(progressDone)
-		defer b.recoverInto(cancelLoad)
-		// loadCtx ends with Run (or a guard's abort), even if Run panics.
-		b.progress(loadCtx, loadDone, waited, steps, start)
-	}()
-
-	results := b.pacer.Run(loadCtx, start, steps)
-	close(loadDone)
-	rep.LoadEnd = time.Now()
-	if len(results) > 0 {
-		rep.LoadEnd = results[len(results)-1].End
-	}
-	if ctx.Err() != nil && b.getAbort() == nil {
-		b.setAbort(&BurstAbort{Reason: "cancelled", Detail: "the burst was cancelled (shutdown)", At: time.Now()})
-	}
-	if b.pacer.MaxEvents > 0 && b.pacer.Handed() >= b.pacer.MaxEvents && b.pacer.Handed() < rep.Events.Planned && b.getAbort() == nil {
-		b.setAbort(&BurstAbort{Reason: "cap", Detail: fmt.Sprintf("bursts.max_events %d reached", b.pacer.MaxEvents), At: time.Now()})
-	}
-	guardWG.Wait()
-
-	// Every produce completes (acknowledged or failed) before judging.
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Canary.ProduceTimeout+5*time.Second)
-	if err := cl.Flush(fctx); err != nil {
-		r.log.Warn("burst: in-flight events not flushed", "err", err)
-	}
-	cancel()
-
-	// Then wait for every marker to be resolved at the judged stage: seen,
-	// or declared lost at its deadline. An aborted burst does not wait: the
-	// pipeline is in trouble, and the steady markers go on telling how much.
-	if b.getAbort() == nil {
-		b.wait(ctx, rep.LoadEnd)
-	}
-	end := time.Now()
-	if s, ok := b.commitSample(r.o.GroupLag, end); ok {
-		samples = append(samples, s)
-	}
-	rep.Finished = end
-	close(waited)
+	b.sample()
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	results, progressDone := b.load(ctx, loadCtx, stopLoad, rep, steps)
+	b.settle(ctx, cl, rep)
+	b.sample()
+	close(b.settled)
 	<-progressDone
 	if p := b.panicked.Load(); p != nil {
 		// A panic in a helper goroutine surfaces here, in the caller's, where
 		// the scheduler recovers and counts it, after the cleanup above.
 		panic(fmt.Sprintf("burst %s: %v", b.id, *p))
 	}
-	return b.finish(rep, results, samples), nil
+	return b.finish(rep, results), nil
+}
+
+// newBurst starts the account of one burst and its report.
+func (r *Runner) newBurst(profile string, steps []config.Step) (*burst, *Report) {
+	bc := r.cfg.Bursts
+	stageIx, _ := r.svc.Tracker().StageIndex(bc.Stage)
+	b := &burst{
+		r: r, profile: profile, stage: bc.Stage, stageIx: stageIx,
+		id:      r.svc.RunID() + ".b" + strconv.FormatInt(r.seq.Add(1), 10),
+		markers: map[uuid.UUID]*burstMarker{}, reasons: map[string]int64{}, seqs: map[int32]uint64{},
+		settled: make(chan struct{}),
+	}
+	rep := &Report{Profile: profile, ID: b.id, Stage: bc.Stage, Budgets: bc.Budgets, Started: time.Now()}
+	for _, st := range steps {
+		rep.Events.Planned += st.Events()
+	}
+	return b, rep
+}
+
+// prepare checks, before any load, that the pipeline is healthy, and builds
+// the load generator and the pacer. started is false for a burst not started
+// because the pipeline is unhealthy: its report says so.
+func (b *burst) prepare(ctx context.Context, rep *Report, cl *kgo.Client, parts []int32) (started bool, err error) {
+	r := b.r
+	if a := b.check(ctx, nil); a != nil {
+		a.Reason, a.Detail = "unhealthy_at_start", "pipeline unhealthy before the burst: "+a.Detail
+		b.setAbort(a)
+		r.log.Warn("burst not started: the pipeline is already unhealthy", "profile", b.profile, "reason", a.Detail)
+		rep.Finished, rep.LoadEnd = time.Now(), rep.Started
+		return false, nil
+	}
+	c, bc := r.cfg.Canary, r.cfg.Bursts
+	gen, err := NewLoadGen(LoadOptions{
+		Instance: c.Instance, Run: b.id, Encoding: canary.Encoding(c.Encoding),
+		Environment: c.Environment, EventType: c.EventType,
+		ServiceNames: bc.Load.ServiceNames, Templates: bc.Load.Templates, Severities: bc.Load.ParsedSeverities(),
+		TraceShare: bc.Load.TraceShare, Seed: uint64(time.Now().UnixNano()),
+	})
+	if err != nil {
+		return false, fmt.Errorf("burst %s: %w", b.profile, err)
+	}
+	b.pacer = &Pacer{
+		Client: cl, Topic: c.Topic, Partitions: parts, Gen: gen,
+		MarkerShare: bc.MarkerShare, Marker: b.marker, MaxEvents: int64(bc.MaxEvents),
+		Failed: func(err error) { b.failure(err) },
+	}
+	return true, nil
+}
+
+// load runs the steps, with the guard and the progress reporter beside them
+// on loadCtx (which stopLoad ends: a guard's abort, a helper's panic). It
+// returns when the load is over and the guard has stopped; the progress
+// reporter goes on until b.settled, and progressDone is closed when it has
+// returned.
+func (b *burst) load(ctx, loadCtx context.Context, stopLoad context.CancelFunc, rep *Report, steps []config.Step) (results []StepResult, progressDone <-chan struct{}) {
+	start := time.Now()
+	rep.Started = start
+	loadDone := make(chan struct{})
+	var guardWG sync.WaitGroup
+	guardWG.Add(1)
+	go func() {
+		defer guardWG.Done()
+		defer b.recoverInto(stopLoad)
+		b.guard(loadCtx, loadDone, stopLoad, b.addSample)
+	}()
+	pdone := make(chan struct{})
+	go func() {
+		defer close(pdone)
+		defer b.recoverInto(stopLoad)
+		// loadCtx ends with Run (or a guard's abort), even if Run panics.
+		b.progress(loadCtx, loadDone, b.settled, steps, start)
+	}()
+
+	results = b.pacer.Run(loadCtx, start, steps)
+	close(loadDone)
+	rep.LoadEnd = time.Now()
+	if len(results) > 0 {
+		rep.LoadEnd = results[len(results)-1].End
+	}
+	if ctx.Err() != nil && b.getAbort() == nil {
+		b.setAbort(&Abort{Reason: "cancelled", Detail: "the burst was cancelled (shutdown)", At: time.Now()})
+	}
+	if b.pacer.MaxEvents > 0 && b.pacer.Handed() >= b.pacer.MaxEvents && b.pacer.Handed() < rep.Events.Planned && b.getAbort() == nil {
+		b.setAbort(&Abort{Reason: "cap", Detail: fmt.Sprintf("bursts.max_events %d reached", b.pacer.MaxEvents), At: time.Now()})
+	}
+	guardWG.Wait()
+	return results, pdone
+}
+
+// settle lets every produce complete (acknowledged or failed), then waits
+// for every marker to be resolved at the judged stage: seen, or declared
+// lost at its deadline. An aborted burst does not wait: the pipeline is in
+// trouble, and the steady markers go on telling how much.
+func (b *burst) settle(ctx context.Context, cl *kgo.Client, rep *Report) {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.r.cfg.Canary.ProduceTimeout+5*time.Second)
+	if err := cl.Flush(fctx); err != nil {
+		b.r.log.Warn("burst: in-flight events not flushed", "err", err)
+	}
+	cancel()
+	if b.getAbort() == nil {
+		b.wait(ctx, rep.LoadEnd)
+	}
+	rep.Finished = time.Now()
 }
 
 // producer builds the burst's client: the collectors' settings from the
@@ -260,17 +294,12 @@ func (r *BurstRunner) Run(ctx context.Context, profile string, steps []config.St
 // a manual partitioner, and a buffer deep enough for the highest rate but
 // bounded in bytes too, so that large configured events cannot make it a
 // memory problem (the pacer's slabs hold what the client buffers).
-func (r *BurstRunner) producer(ctx context.Context) (*kgo.Client, []int32, error) {
+func (r *Runner) producer(ctx context.Context) (*kgo.Client, []int32, error) {
 	c := r.cfg.Canary
-	opts := append(slices.Clone(r.svc.kopts),
-		kgo.DefaultProduceTopic(c.Topic),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.RecordDeliveryTimeout(c.ProduceTimeout),
+	opts := append(r.svc.ProducerOpts(),
 		kgo.ProducerLinger(10*time.Millisecond),
 		kgo.MaxBufferedRecords(1<<17),
 		kgo.MaxBufferedBytes(128<<20),
-		kgo.ProducerBatchCompression(compression(c.Compression)),
 	)
 	opts = append(opts, r.o.ProducerOpts...)
 	cl, err := kgo.NewClient(opts...)
@@ -302,14 +331,6 @@ func topicPartitions(ctx context.Context, cl *kgo.Client, topic string) ([]int32
 	}
 	slices.Sort(parts)
 	return parts, nil
-}
-
-func mustSeverities(list []string) []config.Severity {
-	s, err := config.ParseSeverities(list)
-	if err != nil {
-		return nil // validated with the config
-	}
-	return s
 }
 
 // wait blocks until every acknowledged marker is resolved at the judged

@@ -1,4 +1,4 @@
-package canary
+package burst
 
 import (
 	"context"
@@ -7,18 +7,19 @@ import (
 	"slices"
 
 	"github.com/slo-scout/slo-canary/config"
+	"github.com/slo-scout/slo-canary/internal/sched"
 )
 
-// BurstGroup is the scheduler group of every burst: two never run at once.
-const BurstGroup = "burst"
+// Group is the scheduler group of every burst: two never run at once.
+const Group = "burst"
 
 // Jobs returns one scheduler job per profile that has a schedule, in group
-// BurstGroup. Each run writes its JSON report to bursts.report_dir (if set)
+// Group. Each run writes its JSON report to bursts.report_dir (if set)
 // and returns an error unless the verdict is pass, so that
 // slo_canary_scheduled_runs_total counts it as a failure.
-func (r *BurstRunner) Jobs() ([]Job, error) {
+func (r *Runner) Jobs() ([]sched.Job, error) {
 	bc := r.cfg.Bursts
-	var jobs []Job
+	var jobs []sched.Job
 	for _, name := range slices.Sorted(maps.Keys(bc.Profiles)) {
 		p := bc.Profiles[name]
 		if p.Schedule == "" {
@@ -28,17 +29,17 @@ func (r *BurstRunner) Jobs() ([]Job, error) {
 		if err != nil {
 			return nil, err
 		}
-		jobs = append(jobs, Job{Name: "burst_" + name, Group: BurstGroup, Spec: p.Schedule, Run: r.jobRun(name, steps)})
+		jobs = append(jobs, sched.Job{Name: "burst_" + name, Group: Group, Spec: p.Schedule, Run: r.jobRun(name, steps)})
 	}
 	return jobs, nil
 }
 
 // Job returns a job running the given steps as profile, for TryRun.
-func (r *BurstRunner) Job(profile string, steps []config.Step) Job {
-	return Job{Name: "burst_" + profile, Group: BurstGroup, Run: r.jobRun(profile, steps)}
+func (r *Runner) Job(profile string, steps []config.Step) sched.Job {
+	return sched.Job{Name: "burst_" + profile, Group: Group, Run: r.jobRun(profile, steps)}
 }
 
-func (r *BurstRunner) jobRun(profile string, steps []config.Step) func(context.Context) error {
+func (r *Runner) jobRun(profile string, steps []config.Step) func(context.Context) error {
 	return func(ctx context.Context) error {
 		rep, err := r.Run(ctx, profile, steps)
 		if err != nil {
