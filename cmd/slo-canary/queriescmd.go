@@ -83,7 +83,7 @@ of each run. The daemon (slo-canary run) schedules the same runs by cron.`,
 	fs.BoolVar(&once, "once", false, "run the concurrency runs now, then exit")
 	fs.StringSliceVar(&runs, "run", nil, "run only these runs (repeatable or comma-separated; default: every enabled run)")
 	fs.BoolVar(&jsonOut, "json", false, "print the report as JSON")
-	config.BindFlags(fs)
+	config.BindLogFlags(fs) // the runs serve nothing and send no marker
 	return cmd
 }
 
