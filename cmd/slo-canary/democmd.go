@@ -44,6 +44,12 @@ one-line summary every few seconds. No outside services are needed. Ctrl-C exits
 			if err := burst.validate(); err != nil {
 				return &exitError{code: exitConfig, err: err}
 			}
+			// The port first: a busy one is said before a pipeline starts.
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return &exitError{code: exitFailure, err: fmt.Errorf("demo: --listen %s: %w", listen, err)}
+			}
+			defer ln.Close() // the daemon closes it once it serves it
 			out := cmd.OutOrStdout()
 			logger := newLogger(logConfig(level), cmd.ErrOrStderr())
 			ready := make(chan testbed.ServeInfo, 1)
@@ -97,7 +103,7 @@ one-line summary every few seconds. No outside services are needed. Ctrl-C exits
 			g.Go(func() error {
 				defer canaryWG.Done()
 				var qs *queries.Service // the queries hook runs before started
-				return runDaemon(ctx, cfg, logger.With("component", "canary"), &daemonHooks{
+				return runReloading(ctx, reloadOptions{cfg: cfg, logger: logger.With("component", "canary"), ln: ln, hooks: &daemonHooks{
 					queries: func(q *queries.Service) { qs = q },
 					started: func(svc *canary.Service, addr net.Addr) {
 						fmt.Fprintf(out, "metrics:  http://%s/metrics\n", addr)
@@ -109,7 +115,7 @@ one-line summary every few seconds. No outside services are needed. Ctrl-C exits
 						}
 						g.Go(func() error { defer canaryWG.Done(); return burst.run(ctx, out, cfg, svc, logger) })
 					},
-				})
+				}})
 			})
 			go func() {
 				canaryWG.Wait()
