@@ -202,3 +202,13 @@ func TestDemoNoPostgres(t *testing.T) {
 		t.Fatalf("demo exited %d after Ctrl-C; stderr:\n%s", c, d.errb.String())
 	}
 }
+
+// TestDemoBadDeadline: an invalid SLO_CANARY_CANARY_DEADLINE is a usage
+// error, said before anything starts.
+func TestDemoBadDeadline(t *testing.T) {
+	t.Setenv("SLO_CANARY_CANARY_DEADLINE", "5x")
+	code, out, errs := runCLI(t, "demo", "--listen", "127.0.0.1:0")
+	if code != exitConfig || !strings.Contains(errs, `SLO_CANARY_CANARY_DEADLINE: invalid deadline "5x"`) || out != "" {
+		t.Errorf("exit %d, stdout %q, stderr %q; want 2 naming the variable, nothing started", code, out, errs)
+	}
+}
