@@ -38,11 +38,19 @@ var flagKeys = []struct{ flag, key string }{
 func BindFlags(fs *pflag.FlagSet) {
 	d := Defaults()
 	fs.String("listen", d.HTTP.Listen, "address serving /metrics, /healthz and /readyz (http.listen)")
-	fs.String("log-level", d.Log.Level, "log level: debug, info, warn or error (log.level)")
-	fs.String("log-format", d.Log.Format, "log format: json, text, or auto for text on a terminal (log.format)")
+	BindLogFlags(fs)
 	fs.StringSlice("kafka-brokers", d.Kafka.Brokers, "Kafka bootstrap brokers, host:port, comma-separated (kafka.brokers)")
 	fs.String("instance", d.Canary.Instance, "name of this canary, stable across restarts and distinct per replica (canary.instance)")
 	fs.Float64("rate", d.Canary.Rate, "markers per second per partition; 0 disables injection (canary.rate)")
+}
+
+// BindLogFlags defines on fs only the log flags of BindFlags: for commands
+// that neither serve HTTP nor send markers (queries), where the other flags
+// would act on nothing.
+func BindLogFlags(fs *pflag.FlagSet) {
+	d := Defaults()
+	fs.String("log-level", d.Log.Level, "log level: debug, info, warn or error (log.level)")
+	fs.String("log-format", d.Log.Format, "log format: json, text, or auto for text on a terminal (log.format)")
 }
 
 // Load builds the configuration from, in increasing precedence: Defaults, the

@@ -33,6 +33,9 @@ type OnceOptions struct {
 	// Registerer, if set, gets the runs' metrics (the concurrency series).
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
+	// Progress, if set, is called about once a second while a run runs,
+	// from a goroutine of the run's own; never after RunOnce returns.
+	Progress func(RunProgress)
 }
 
 // RunOnce runs concurrency runs now, one after the other (they never
@@ -67,8 +70,15 @@ func RunOnce(ctx context.Context, cfg *config.Config, opts OnceOptions) (Report,
 		m = NewMetrics(opts.Registerer, nil, names)
 	}
 	rep := Report{Verdict: VerdictPass}
-	for _, n := range names {
-		r, err := runOne(ctx, q, n, opts.Logger)
+	for i, n := range names {
+		var progress func(RunProgress)
+		if opts.Progress != nil {
+			progress = func(p RunProgress) {
+				p.Index, p.Runs = i+1, len(names)
+				opts.Progress(p)
+			}
+		}
+		r, err := runOne(ctx, q, n, opts.Logger, progress)
 		if err != nil {
 			return rep, err
 		}

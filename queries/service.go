@@ -345,7 +345,7 @@ func (s *Service) RunNow(ctx context.Context, name string) (res RunResult, ran b
 
 // runConcurrency runs one concurrency run and exports its result.
 func (s *Service) runConcurrency(ctx context.Context, name string) (RunResult, error) {
-	res, err := runOne(ctx, s.cfg, name, s.log)
+	res, err := runOne(ctx, s.cfg, name, s.log, nil)
 	if err != nil {
 		return res, err
 	}
@@ -374,8 +374,9 @@ func (m *Metrics) exportRun(r RunResult) {
 }
 
 // runOne runs the concurrency run name of q with a probe of its own, sized
-// for its clients.
-func runOne(ctx context.Context, q config.Queries, name string, log *slog.Logger) (RunResult, error) {
+// for its clients. progress, if not nil, is called about once a second while
+// the requests run, and never after runOne returns.
+func runOne(ctx context.Context, q config.Queries, name string, log *slog.Logger, progress func(RunProgress)) (RunResult, error) {
 	rc, ok := q.Concurrency[name]
 	if !ok {
 		return RunResult{}, fmt.Errorf("%w %q under queries.concurrency", errNoRun, name)
@@ -393,7 +394,10 @@ func runOne(ctx context.Context, q config.Queries, name string, log *slog.Logger
 	col := newCollector(l.Requests())
 	log.Info("concurrency run started", "run", name, "probe", rc.Probe, "clients", rc.Clients, "rate", rc.Rate, "duration", rc.Duration)
 	started := time.Now()
-	if err := RunLoad(ctx, p, l, col.observe); err != nil {
+	stopProgress := col.report(progress, RunProgress{Run: name, Probe: rc.Probe, Requests: l.Requests()}, started, rc.Duration)
+	err = RunLoad(ctx, p, l, col.observe)
+	stopProgress()
+	if err != nil {
 		return RunResult{}, fmt.Errorf("concurrency run %s: %w", name, err)
 	}
 	r := col.result(Budget{P95: rc.BudgetP95.Seconds(), P99: rc.BudgetP99.Seconds(), MinSuccessRatio: rc.MinSuccessRatio})

@@ -47,6 +47,9 @@ type reloadOptions struct {
 	logger *slog.Logger
 	poll   time.Duration // how often the file is checked; 0: defaultReloadPoll
 	hooks  *daemonHooks
+	// ln, if set, is http.listen already listening (the demo checks its port
+	// before it starts a pipeline); the daemon serves it and closes it.
+	ln net.Listener
 	// sighup catches SIGHUP without a file too, and logs it as ignored
 	// rather than let it end the process (the run command). With a file,
 	// SIGHUP always triggers a reload.
@@ -137,9 +140,12 @@ func runReloading(ctx context.Context, o reloadOptions) error {
 		}
 	}
 
-	ln, err := net.Listen("tcp", d.cfg.HTTP.Listen)
-	if err != nil {
-		return &exitError{code: exitFailure, err: fmt.Errorf("http.listen %s: %w", d.cfg.HTTP.Listen, err)}
+	ln := d.ln
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", d.cfg.HTTP.Listen); err != nil {
+			return &exitError{code: exitFailure, err: fmt.Errorf("http.listen %s: %w", d.cfg.HTTP.Listen, err)}
+		}
 	}
 	d.addr = ln.Addr()
 	first, err := d.start(ctx, d.withState(d.cfg), true)

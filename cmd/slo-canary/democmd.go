@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,7 +37,11 @@ func newDemoCmd() *cobra.Command {
 		Short: "Run the reference pipeline and the canary in one process, with a live summary",
 		Long: `Starts the reference pipeline (in-process Kafka, and PostgreSQL when initdb is
 on PATH) and the canary against it, serves the canary's /metrics, and prints a
-one-line summary every few seconds. No outside services are needed. Ctrl-C exits.`,
+one-line summary every few seconds. No outside services are needed. A marker
+not seen at a stage within a minute counts as lost there (the environment
+variable SLO_CANARY_CANARY_DEADLINE changes that; the demo configures its
+canary itself and takes no other SLO_CANARY_* variable). Ctrl-C prints a final
+summary and exits.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := faults.faults.Validate(); err != nil {
@@ -44,8 +50,21 @@ one-line summary every few seconds. No outside services are needed. Ctrl-C exits
 			if err := burst.validate(); err != nil {
 				return &exitError{code: exitConfig, err: err}
 			}
+			deadline, err := demoDeadline()
+			if err != nil {
+				return &exitError{code: exitConfig, err: err}
+			}
+			// The port first: a busy one is said before a pipeline starts.
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return &exitError{code: exitFailure, err: fmt.Errorf("demo: --listen %s: %w", listen, err)}
+			}
+			defer ln.Close() // the daemon closes it once it serves it
 			out := cmd.OutOrStdout()
 			logger := newLogger(logConfig(level), cmd.ErrOrStderr())
+			for _, name := range demoIgnoredEnv() {
+				logger.Warn("the demo ignores this variable: it configures its own canary and takes only "+deadlineEnv, "variable", name)
+			}
 			ready := make(chan testbed.ServeInfo, 1)
 			runCtx, cancelRun := context.WithCancel(cmd.Context())
 			defer cancelRun()
@@ -79,7 +98,7 @@ one-line summary every few seconds. No outside services are needed. Ctrl-C exits
 				close(daemonDone)
 				return demoExit(g.Wait())
 			}
-			cfg, err := demoConfig(info, listen, rate, level)
+			cfg, err := demoConfig(info, listen, rate, level, deadline)
 			if err != nil {
 				// Stop the pipeline (and its PostgreSQL) before saying so.
 				cancelRun()
@@ -87,17 +106,22 @@ one-line summary every few seconds. No outside services are needed. Ctrl-C exits
 				g.Wait()
 				return &exitError{code: exitFailure, err: err}
 			}
-			if info.DSN != "" {
+			switch {
+			case info.DSN != "":
 				fmt.Fprintln(out, "stages:   database (telemetry_events rows) and capsules (capsule-events topic)")
-			} else {
-				fmt.Fprintln(out, "stages:   capsules (capsule-events topic) only: PostgreSQL (initdb) not found")
+			case noPG:
+				fmt.Fprintln(out, "stages:   capsules (capsule-events topic) only: --no-postgres")
+			default:
+				fmt.Fprintln(out, "stages:   capsules (capsule-events topic) only: PostgreSQL (initdb, pg_ctl) not found on PATH")
 			}
+			fmt.Fprintf(out, "deadline: %s: a marker not seen at a stage by then counts as lost there (%s to change)\n",
+				config.FormatDuration(deadline), deadlineEnv)
 			var canaryWG sync.WaitGroup // the daemon and what it started
 			canaryWG.Add(1)
 			g.Go(func() error {
 				defer canaryWG.Done()
 				var qs *queries.Service // the queries hook runs before started
-				return runDaemon(ctx, cfg, logger.With("component", "canary"), &daemonHooks{
+				return runReloading(ctx, reloadOptions{cfg: cfg, logger: logger.With("component", "canary"), ln: ln, hooks: &daemonHooks{
 					queries: func(q *queries.Service) { qs = q },
 					started: func(svc *canary.Service, addr net.Addr) {
 						fmt.Fprintf(out, "metrics:  http://%s/metrics\n", addr)
@@ -109,7 +133,7 @@ one-line summary every few seconds. No outside services are needed. Ctrl-C exits
 						}
 						g.Go(func() error { defer canaryWG.Done(); return burst.run(ctx, out, cfg, svc, logger) })
 					},
-				})
+				}})
 			})
 			go func() {
 				canaryWG.Wait()
@@ -140,16 +164,45 @@ func demoExit(err error) error {
 	return &exitError{code: exitFailure, err: err}
 }
 
-// demoConfig aims a canary at the demo's testbed: both stages, short deadline
-// so that a dropped marker shows up within the demo's attention span.
-func demoConfig(info testbed.ServeInfo, listen string, rate float64, level string) (*config.Config, error) {
+// deadlineEnv is the one SLO_CANARY_* variable the demo takes.
+var deadlineEnv = config.EnvName("canary.deadline")
+
+// demoDeadline is the demo's canary.deadline: a minute, so that a dropped
+// marker shows up within the demo's attention span, or deadlineEnv.
+func demoDeadline() (time.Duration, error) {
+	v := strings.TrimSpace(os.Getenv(deadlineEnv))
+	if v == "" {
+		return time.Minute, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s: invalid deadline %q (use a positive duration with a unit: 10s, 5m)", deadlineEnv, v)
+	}
+	return d, nil
+}
+
+// demoIgnoredEnv lists the SLO_CANARY_* variables that are set and would set a
+// configuration key of a daemon, which the demo does not read.
+func demoIgnoredEnv() []string {
+	var names []string
+	for _, key := range config.Keys("database", "capsules") {
+		if name := config.EnvName(key); name != deadlineEnv && os.Getenv(name) != "" {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// demoConfig aims a canary at the demo's testbed: both stages, a short
+// deadline so that a dropped marker shows up within the demo's attention span.
+func demoConfig(info testbed.ServeInfo, listen string, rate float64, level string, deadline time.Duration) (*config.Config, error) {
 	c := config.Defaults()
 	c.Log = logConfig(level)
 	c.HTTP.Listen = listen
 	c.Kafka.Brokers = info.Brokers
 	c.Canary.Rate = rate
-	c.Canary.Deadline = time.Minute
-	c.Canary.FreshnessBudget = 30 * time.Second
+	c.Canary.Deadline = deadline
+	c.Canary.FreshnessBudget = min(30*time.Second, deadline)
 	c.Canary.LateWindow = 5 * time.Minute
 	c.Canary.Recovery.Enabled = false
 	if info.DSN == "" {
@@ -171,13 +224,16 @@ func demoConfig(info testbed.ServeInfo, listen string, rate float64, level strin
 }
 
 // summaries prints a summary line (the marker service's, the query
-// probes') every few seconds.
+// probes') every few seconds, and once more, marked final, when ctx is done
+// (Ctrl-C): as things stand then, before the canary stops and drops the
+// markers still pending (the demo runs without recovery).
 func summaries[S any](ctx context.Context, out io.Writer, every time.Duration, line func() S) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			fmt.Fprintf(out, "%s final %v\n", time.Now().Format("15:04:05"), line())
 			return
 		case <-t.C:
 			fmt.Fprintf(out, "%s %v\n", time.Now().Format("15:04:05"), line())

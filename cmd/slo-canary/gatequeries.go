@@ -43,7 +43,9 @@ func runGateQueries(ctx context.Context, cfg *config.Config, logger *slog.Logger
 		return nil, fmt.Errorf("%w: none is enabled under queries.concurrency", errQueriesSkipped)
 	}
 	fmt.Fprintf(out, "queries: %d concurrency runs\n", enabled)
-	rep, err := queries.RunOnce(ctx, cfg, queries.OnceOptions{Logger: logger.With("component", "queries")})
+	progress, endProgress := queryProgress(out) // queryprogress.go
+	rep, err := queries.RunOnce(ctx, cfg, queries.OnceOptions{Logger: logger.With("component", "queries"), Progress: progress})
+	endProgress()
 	if err != nil {
 		return nil, err
 	}

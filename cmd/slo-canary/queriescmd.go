@@ -39,7 +39,14 @@ of each run. The daemon (slo-canary run) schedules the same runs by cron.`,
 			}
 			logger := newLogger(cfg.Log, cmd.ErrOrStderr())
 			logWarnings(logger, cfg)
-			rep, err := queries.RunOnce(cmd.Context(), cfg, queries.OnceOptions{Runs: runs, Logger: logger.With("component", "queries")})
+			out := cmd.OutOrStdout()
+			pw := out
+			if jsonOut {
+				pw = cmd.ErrOrStderr() // stdout is the JSON report's
+			}
+			progress, endProgress := queryProgress(pw) // queryprogress.go
+			rep, err := queries.RunOnce(cmd.Context(), cfg, queries.OnceOptions{Runs: runs, Logger: logger.With("component", "queries"), Progress: progress})
+			endProgress()
 			switch {
 			case err != nil && cmd.Context().Err() != nil:
 				return &exitError{code: exitFailure, err: fmt.Errorf("queries: interrupted: %w", err)}
@@ -48,7 +55,6 @@ of each run. The daemon (slo-canary run) schedules the same runs by cron.`,
 				// configuration does not define or cannot build.
 				return &exitError{code: exitConfig, err: fmt.Errorf("queries: %w", err)}
 			}
-			out := cmd.OutOrStdout()
 			if jsonOut {
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
@@ -77,7 +83,7 @@ of each run. The daemon (slo-canary run) schedules the same runs by cron.`,
 	fs.BoolVar(&once, "once", false, "run the concurrency runs now, then exit")
 	fs.StringSliceVar(&runs, "run", nil, "run only these runs (repeatable or comma-separated; default: every enabled run)")
 	fs.BoolVar(&jsonOut, "json", false, "print the report as JSON")
-	config.BindFlags(fs)
+	config.BindLogFlags(fs) // the runs serve nothing and send no marker
 	return cmd
 }
 
