@@ -34,6 +34,9 @@ type InjectorConfig struct {
 	Now             func() time.Time
 	// Sent, if set, is called when a marker's produce completes.
 	Sent func(m Marker, err error)
+	// Round, if set, is called after each round of markers was handed to the
+	// producer, with the time the round began.
+	Round func(at time.Time)
 	// MaxMarkers stops injection after this many attempts (0: no limit).
 	MaxMarkers int
 }
@@ -144,12 +147,16 @@ func (in *Injector) Run(ctx context.Context) error {
 		case <-refresh.C:
 			in.discover(ctx)
 		case <-tc:
+			at := in.cfg.Now()
 			for _, p := range parts {
 				if in.cfg.MaxMarkers > 0 && in.attempts >= in.cfg.MaxMarkers {
 					break
 				}
 				in.attempts++
 				in.send(ctx, p)
+			}
+			if in.cfg.Round != nil {
+				in.cfg.Round(at)
 			}
 			if in.cfg.MaxMarkers > 0 && in.attempts >= in.cfg.MaxMarkers {
 				in.cfg.Logger.Info("marker limit reached; injection stopped", "markers", in.attempts)
