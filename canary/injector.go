@@ -34,6 +34,9 @@ type InjectorConfig struct {
 	Now             func() time.Time
 	// Sent, if set, is called when a marker's produce completes.
 	Sent func(m Marker, err error)
+	// Round, if set, is called after each round of markers was handed to the
+	// producer, with the time the round began.
+	Round func(at time.Time)
 	// MaxMarkers stops injection after this many attempts (0: no limit).
 	MaxMarkers int
 }
@@ -54,6 +57,9 @@ type Injector struct {
 
 	sent     atomic.Uint64 // acknowledged markers, for the summary line
 	attempts int           // markers attempted, owned by Run
+	// forced is when Run last asked the producing client to refresh its
+	// metadata for a partition it does not know yet.
+	forced time.Time
 }
 
 // NewInjector checks the configuration; it does not touch the network.
@@ -144,12 +150,20 @@ func (in *Injector) Run(ctx context.Context) error {
 		case <-refresh.C:
 			in.discover(ctx)
 		case <-tc:
+			at := in.cfg.Now()
 			for _, p := range parts {
 				if in.cfg.MaxMarkers > 0 && in.attempts >= in.cfg.MaxMarkers {
 					break
 				}
+				if !in.producerKnows(p) {
+					in.awaitProducer(p)
+					continue
+				}
 				in.attempts++
 				in.send(ctx, p)
+			}
+			if in.cfg.Round != nil {
+				in.cfg.Round(at)
 			}
 			if in.cfg.MaxMarkers > 0 && in.attempts >= in.cfg.MaxMarkers {
 				in.cfg.Logger.Info("marker limit reached; injection stopped", "markers", in.attempts)
@@ -194,6 +208,32 @@ func (in *Injector) discover(ctx context.Context) {
 		in.cfg.Logger.Info("ingest partitions", "topic", in.cfg.Topic, "count", len(parts))
 	}
 	in.cfg.Metrics.Partitions.Set(float64(len(parts)))
+}
+
+// producerKnows reports whether the producing client can take a record for
+// partition p: its own view of the topic has p, or it has no view yet (its
+// first load then comes after the metadata the injector read, and finds
+// every partition the injector knows). After the topic grows, the injector
+// can learn of the new partitions before the client does, and a record for a
+// partition beyond the client's view fails at once ("invalid record
+// partitioning choice"). PartitionLeader reads that view: (-1, _, nil) for a
+// partition it does not have, an error for one it has and cannot use yet.
+func (in *Injector) producerKnows(p int32) bool {
+	known := func(p int32) bool {
+		leader, _, err := in.cfg.Client.PartitionLeader(in.cfg.Topic, p)
+		return leader >= 0 || err != nil
+	}
+	return known(p) || !known(0)
+}
+
+// awaitProducer leaves partition p out of this round, and asks the
+// producing client, at most once a second, to refresh its metadata.
+func (in *Injector) awaitProducer(p int32) {
+	if now := in.cfg.Now(); now.Sub(in.forced) >= time.Second {
+		in.forced = now
+		in.cfg.Client.ForceMetadataRefresh()
+		in.cfg.Logger.Info("producer does not know the partition yet; refreshing its metadata", "partition", p)
+	}
 }
 
 func (in *Injector) send(ctx context.Context, partition int32) {

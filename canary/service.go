@@ -76,6 +76,7 @@ type stage struct {
 	mu      sync.Mutex
 	recent  []float64 // last lags, seconds, ring for the summary line
 	recentN int
+	rounds  chan time.Time // send times of marker rounds, for the poll loop
 }
 
 // StageStats are running totals for the summary line (metrics carry the same).
@@ -128,7 +129,7 @@ func (s *Service) buildStages(ctx context.Context, given map[string]probes.Obser
 	}
 	for i, n := range names {
 		oc := cfg.Observers[n]
-		st := &stage{idx: i, name: n, cfg: oc, recent: make([]float64, recentLags)}
+		st := &stage{idx: i, name: n, cfg: oc, recent: make([]float64, recentLags), rounds: make(chan time.Time, 1)}
 		if obs, ok := given[n]; ok {
 			st.obs = obs
 		} else {
@@ -235,6 +236,7 @@ func (s *Service) buildInjector(maxMarkers int) error {
 		Logger:          s.log.With("component", "injector"),
 		Now:             s.now,
 		Sent:            s.hooks.Sent,
+		Round:           s.roundSent,
 		MaxMarkers:      maxMarkers,
 	})
 	if err != nil {
@@ -468,13 +470,26 @@ func (s *Service) recover(ctx context.Context, since time.Time) {
 		"damaged", res.Damaged, "truncated", res.Truncate, "err", err)
 }
 
-// poll runs one stage's observation loop.
+// roundSent tells every stage's poll loop that a round of markers went out
+// at at. A loop that has not taken the previous round yet keeps that one: it
+// is the earlier, so its poll is due first.
+func (s *Service) roundSent(at time.Time) {
+	for _, st := range s.stages {
+		select {
+		case st.rounds <- at:
+		default:
+		}
+	}
+}
+
+// poll runs one stage's observation loop, timed by a pollClock.
 func (s *Service) poll(ctx context.Context, st *stage) {
-	tick := time.NewTicker(st.cfg.PollInterval)
-	defer tick.Stop()
+	clock := newPollClock(st.cfg.PollInterval)
+	timer := time.NewTimer(st.cfg.PollInterval) // reset after every poll
+	defer timer.Stop()
 	maxIDs := st.cfg.BatchSize * 8
 	buf := make([]uuid.UUID, 0, maxIDs)
-	var sinceOK time.Time
+	var sinceOK, checked time.Time
 	for {
 		start := s.now()
 		ids, since := s.tracker.Pending(st.idx, buf[:0], maxIDs)
@@ -482,10 +497,14 @@ func (s *Service) poll(ctx context.Context, st *stage) {
 			since = start
 		}
 		pctx, cancel := context.WithTimeout(ctx, st.cfg.PollTimeout)
-		sightings, err := st.obs.Observe(pctx, probes.Query{Pending: ids, Since: since.Add(-time.Minute)})
+		sightings, err := st.obs.Observe(pctx, probes.Query{Pending: ids, Since: since.Add(-time.Minute), Checked: checked})
 		cancel()
 		if ctx.Err() != nil {
 			return
+		}
+		clock.polled(start)
+		if err == nil && len(ids) < maxIDs {
+			checked = start // every pending marker was looked up
 		}
 		s.metrics.Polls.WithLabelValues(st.name).Inc()
 		s.metrics.PollDuration.WithLabelValues(st.name).Observe(s.now().Sub(start).Seconds())
@@ -515,10 +534,19 @@ func (s *Service) poll(ctx context.Context, st *stage) {
 		if !sinceOK.IsZero() {
 			s.tracker.Expire(st.idx, sinceOK, func(m Marker) { s.lost(st, m) })
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
+		timer.Reset(clock.next.Sub(s.now()))
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-timer.C:
+				break wait
+			case at := <-st.rounds:
+				if clock.sent(at) {
+					timer.Reset(clock.next.Sub(s.now()))
+				}
+			}
 		}
 	}
 }

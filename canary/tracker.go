@@ -75,9 +75,18 @@ func (o Outcome) String() string {
 // Result is what Seen made of a sighting.
 type Result struct {
 	Outcome Outcome
-	Marker  Marker        // valid unless Unknown; SentAt has no monotonic reading
-	Lag     time.Duration // s.At - Marker.SentAt for Observed and Late (never negative)
-	Good    bool          // Observed and Lag <= Budget: a good freshness event
+	Marker  Marker // valid unless Unknown; SentAt has no monotonic reading
+	// Lag is the best estimate of the marker's time to the stage, for
+	// Observed and Late (never negative): s.At - Marker.SentAt, or, when the
+	// sighting brackets the arrival (s.NotBefore), the middle of the bracket.
+	Lag time.Duration
+	// LagMax is s.At - Marker.SentAt, an upper bound of the lag: the
+	// marker was at the stage by then.
+	LagMax time.Duration
+	// Good is Observed and LagMax <= Budget: a good freshness event. The
+	// upper bound decides, so a marker is never counted fresh unless it is
+	// known to have been.
+	Good bool
 	// Duplicates counts extra copies: Copies-1 on a first sighting, Copies
 	// (at least 1) on a Duplicate.
 	Duplicates int
@@ -456,15 +465,24 @@ func (t *Tracker) Seen(stage int, s probes.Sighting) Result {
 	e.seen |= bit
 	r.Duplicates = copies - 1
 	r.OutOfOrder = t.inversion(st, e, at)
-	lag := time.Duration(max(at-e.sentAt, 0))
+	upper := max(at-e.sentAt, 0)
+	lag := upper
+	if !s.NotBefore.IsZero() {
+		// Arrived after NotBefore (and after it was sent), by At: the
+		// middle of the bracket is off by at most half its width either way.
+		if lower := max(s.NotBefore.UnixNano()-e.sentAt, 0); lower < upper {
+			lag = lower + (upper-lower)/2
+		}
+	}
 	switch {
 	case e.lost&bit != 0:
-		r.Outcome, r.Lag = OutcomeLate, lag
+		r.Outcome, r.Lag, r.LagMax = OutcomeLate, time.Duration(lag), time.Duration(upper)
 		return r
 	case e.flags&flagRecovered != 0 && s.Backlog:
 		r.Outcome = OutcomeUnmeasured
 	default:
-		r.Outcome, r.Lag, r.Good = OutcomeObserved, lag, lag <= t.budget
+		r.Outcome, r.Lag, r.LagMax = OutcomeObserved, time.Duration(lag), time.Duration(upper)
+		r.Good = r.LagMax <= t.budget
 	}
 	st.pending--
 	return r

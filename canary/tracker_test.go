@@ -73,7 +73,9 @@ type (
 		at       time.Duration
 		copies   int
 		backlog  bool
-		want     wantResult
+		// notBefore, when not zero, is the sighting's NotBefore.
+		notBefore time.Duration
+		want      wantResult
 	}
 	opExpire struct {
 		stage int
@@ -99,6 +101,7 @@ type (
 type wantResult struct {
 	outcome Outcome
 	lag     time.Duration
+	lagMax  time.Duration // lag when zero
 	good    bool
 	dups    int
 	ooo     bool
@@ -127,6 +130,30 @@ func TestTrackerScenarios(t *testing.T) {
 		{"observed over budget is not good", nil, one, []any{
 			opTrack{m: 0, want: true},
 			opSeen{stage: 0, m: 0, at: 5*time.Second + 1, want: wantResult{outcome: OutcomeObserved, lag: 5*time.Second + 1}},
+		}},
+		// A poll that missed the marker at notBefore and one that found it
+		// at at bracket its arrival: the lag is the middle, and the SLI
+		// counts it fresh only if the upper bound is within the budget.
+		{"a bracketed sighting's lag is the middle of the bracket", nil, one, []any{
+			opTrack{m: 0, want: true},
+			opSeen{stage: 0, m: 0, at: 3 * time.Second, notBefore: 2 * time.Second, want: wantResult{outcome: OutcomeObserved, lag: 2500 * time.Millisecond, lagMax: 3 * time.Second, good: true}},
+		}},
+		{"a bracketed lag within the budget whose upper bound is not is not good", nil, one, []any{
+			opTrack{m: 0, want: true},
+			opSeen{stage: 0, m: 0, at: 6 * time.Second, notBefore: 4 * time.Second, want: wantResult{outcome: OutcomeObserved, lag: 5 * time.Second, lagMax: 6 * time.Second}},
+		}},
+		{"a bracket opening before the send opens at the send", nil, one, []any{
+			opTrack{m: 0, want: true},
+			opSeen{stage: 0, m: 0, at: 200 * time.Millisecond, notBefore: -time.Second, want: wantResult{outcome: OutcomeObserved, lag: 100 * time.Millisecond, lagMax: 200 * time.Millisecond, good: true}},
+		}},
+		{"a bracket closing before it opens is ignored", nil, one, []any{
+			opTrack{m: 0, want: true},
+			opSeen{stage: 0, m: 0, at: 2 * time.Second, notBefore: 3 * time.Second, want: wantResult{outcome: OutcomeObserved, lag: 2 * time.Second, good: true}},
+		}},
+		{"a late bracketed sighting's lag is the middle too", nil, one, []any{
+			opTrack{m: 0, want: true},
+			opExpire{stage: 0, at: 10 * time.Second, lost: []int{0}},
+			opSeen{stage: 0, m: 0, at: 15 * time.Second, notBefore: 13 * time.Second, want: wantResult{outcome: OutcomeLate, lag: 14 * time.Second, lagMax: 15 * time.Second}},
 		}},
 		{"seen after the deadline but before Expire is observed", nil, one, []any{
 			opTrack{m: 0, want: true},
@@ -391,8 +418,16 @@ func TestTrackerScenarios(t *testing.T) {
 						t.Fatalf("op %d: Track(m%d) = %v, want %v", n, op.m, got, op.want)
 					}
 				case opSeen:
-					got := tr.Seen(op.stage, probes.Sighting{ID: id(op.m), At: at(op.at), Copies: op.copies, Backlog: op.backlog})
-					want := Result{Outcome: op.want.outcome, Lag: op.want.lag, Good: op.want.good, Duplicates: op.want.dups, OutOfOrder: op.want.ooo}
+					sg := probes.Sighting{ID: id(op.m), At: at(op.at), Copies: op.copies, Backlog: op.backlog}
+					if op.notBefore != 0 {
+						sg.NotBefore = at(op.notBefore)
+					}
+					got := tr.Seen(op.stage, sg)
+					lagMax := op.want.lagMax
+					if lagMax == 0 {
+						lagMax = op.want.lag
+					}
+					want := Result{Outcome: op.want.outcome, Lag: op.want.lag, LagMax: lagMax, Good: op.want.good, Duplicates: op.want.dups, OutOfOrder: op.want.ooo}
 					if op.want.outcome != OutcomeUnknown {
 						want.Marker = ms[op.m]
 					}

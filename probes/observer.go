@@ -29,6 +29,12 @@ type Query struct {
 	// margin for clock skew. SQL observers bound their time column with it so a
 	// hypertable query touches only recent chunks.
 	Since time.Time
+	// Checked is when the latest poll that looked up every marker then
+	// pending began, if it succeeded; zero before there was one. A marker
+	// pending now and sent before Checked was not visible at the stage then.
+	// Observers that find markers only when asked pass it on as
+	// Sighting.NotBefore.
+	Checked time.Time
 }
 
 // Sighting reports one appearance of a marker at a stage.
@@ -49,6 +55,12 @@ type Sighting struct {
 	// SourceTime is the stage's own timestamp of the marker when it has one (a
 	// Kafka record timestamp); zero otherwise. Used to measure clock skew.
 	SourceTime time.Time
+	// NotBefore, when not zero, is a time the marker was not yet visible at
+	// the stage (an earlier poll looked for it and missed it): it arrived
+	// between NotBefore, or its send time if later, and At. A polling
+	// observer sets it from Query.Checked; a streaming observer leaves it
+	// zero, its At being the arrival itself.
+	NotBefore time.Time
 }
 
 // Observer finds markers at one stage.

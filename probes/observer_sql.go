@@ -90,7 +90,8 @@ func (s *SQL) Stage() string { return s.name }
 // arrival by at most the time since the previous poll (one poll interval plus
 // the previous query's duration) and earlier by at most that one hop. Taking
 // the time after the rows came back instead would add the whole query
-// duration to every lag.
+// duration to every lag. Sighting.NotBefore is q.Checked: the row was not
+// there when that earlier poll looked, so the arrival lies between the two.
 //
 // Rows the first complete poll finds are Backlog: they may have been there
 // long before this observer started (markers sent before a restart), so their
@@ -123,7 +124,7 @@ func (s *SQL) Observe(ctx context.Context, q Query) ([]Sighting, error) {
 	var out []Sighting
 	for start := 0; start < len(q.Pending); start += s.batchSize {
 		chunk := q.Pending[start:min(start+s.batchSize, len(q.Pending))]
-		got, err := s.queryChunk(ctx, chunk, q.Since, backlog)
+		got, err := s.queryChunk(ctx, chunk, q.Since, q.Checked, backlog)
 		out = append(out, got...)
 		if err != nil {
 			s.errs.Add(1)
@@ -139,7 +140,7 @@ func (s *SQL) Observe(ctx context.Context, q Query) ([]Sighting, error) {
 }
 
 // queryChunk runs the query for one batch.
-func (s *SQL) queryChunk(ctx context.Context, ids []uuid.UUID, since time.Time, backlog bool) ([]Sighting, error) {
+func (s *SQL) queryChunk(ctx context.Context, ids []uuid.UUID, since, checked time.Time, backlog bool) ([]Sighting, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("acquire connection: %w", err)
@@ -184,7 +185,7 @@ func (s *SQL) queryChunk(ctx context.Context, ids []uuid.UUID, since time.Time, 
 			// A query shaped as a left join reports absent ids with 0 copies.
 			continue
 		}
-		out = append(out, Sighting{ID: id, At: at, Copies: int(copies), Backlog: backlog})
+		out = append(out, Sighting{ID: id, At: at, Copies: int(copies), Backlog: backlog, NotBefore: checked})
 	}
 	return out, rows.Err()
 }

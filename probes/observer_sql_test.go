@@ -174,6 +174,20 @@ func TestSQL(t *testing.T) {
 		}
 	})
 
+	t.Run("NotBefore is the poll that last looked", func(t *testing.T) {
+		id := newIDs(1)
+		insert(t, dsn, "telemetry_events", now, id...)
+		o := newSQL(t, dsn, 100, nil)
+		checked := time.Now().Add(-time.Second)
+		got, err := observe(t, o, probes.Query{Pending: id, Since: since, Checked: checked})
+		if err != nil || len(got) != 1 {
+			t.Fatalf("got %v, %v", got, err)
+		}
+		if !got[0].NotBefore.Equal(checked) {
+			t.Errorf("NotBefore %v, want Query.Checked %v", got[0].NotBefore, checked)
+		}
+	})
+
 	t.Run("respects Since", func(t *testing.T) {
 		old, recent := uuid.New(), uuid.New()
 		insert(t, dsn, "telemetry_events", now.Add(-2*time.Hour), old)
