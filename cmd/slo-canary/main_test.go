@@ -115,7 +115,12 @@ func TestDaemonServesAndShutsDown(t *testing.T) {
 	dsn := testenv.PostgresDSN(t)
 	p := testenv.Pipeline(t, testbed.PipelineConfig{Partitions: 2, PostgresDSN: dsn})
 
-	c := pipelineConfig(t, p, dsn, 200*time.Millisecond, nil)
+	// A placeholder journey listed: valid, but not meant.
+	c := pipelineConfig(t, p, dsn, 200*time.Millisecond, func(c *config.Config) {
+		sli := c.Queries.Probes["sli"]
+		sli.Rotate.JourneyIDs = []string{config.PlaceholderJourneyID}
+		c.Queries.Probes["sli"] = sli
+	})
 	var logs lockedBuffer
 	d := startDaemon(t, daemonOpts{cfg: c, logger: newLogger(config.Log{Level: "warn", Format: "json"}, &logs)})
 	get := func(path string) (int, string) {
@@ -131,8 +136,8 @@ func TestDaemonServesAndShutsDown(t *testing.T) {
 	if code, _ := get("/healthz"); code != 200 {
 		t.Errorf("/healthz %d", code)
 	}
-	// The defaults' placeholder journey is valid but not meant: the daemon
-	// says so at start, naming the key (logged before it listens).
+	// The placeholder journey is valid but not meant: the daemon says so at
+	// start, naming the key (logged before it listens).
 	if !strings.Contains(logs.String(), `"msg":"config warning","warning":"queries.probes.sli.rotate.journey_ids: holds the placeholder`) {
 		t.Errorf("no config warning for the placeholder journey logged:\n%s", logs.String())
 	}
