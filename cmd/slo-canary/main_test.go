@@ -35,7 +35,9 @@ func TestCheckConfig(t *testing.T) {
 	t.Setenv("SLO_CANARY_OBSERVERS_DATABASE_SQL_PASSWORD", secret)
 	t.Setenv("SLO_CANARY_KAFKA_SASL_PASSWORD", secret)
 	t.Run("valid", func(t *testing.T) {
-		p := writeConfig(t, "kafka:\n  brokers: [k1:9092]\n  sasl:\n    mechanism: PLAIN\n    username: canary\n")
+		p := writeConfig(t, "kafka:\n  brokers: [k1:9092]\n  sasl:\n    mechanism: PLAIN\n    username: canary\n"+
+			"queries:\n  probes:\n    sli:\n      rotate:\n        journey_ids: ["+config.PlaceholderJourneyID+"]\n"+
+			"    sli_evidence:\n      rotate:\n        journey_ids: ["+config.PlaceholderJourneyID+"]\n")
 		code, out, errs := runCLI(t, "check-config", "--config", p)
 		if code != 0 {
 			t.Fatalf("exit %d, stderr %s", code, errs)
@@ -98,6 +100,21 @@ func TestCheckConfig(t *testing.T) {
 			t.Fatalf("exit %d, want 2", code)
 		}
 	})
+}
+
+// TestCheckConfigShipped: the config deploy/base ships, as `kubectl apply
+// -k` installs it with the database password from its Secret, has nothing
+// to warn about; in particular no placeholder journey (the SLI probes
+// discover journeys).
+func TestCheckConfigShipped(t *testing.T) {
+	t.Setenv("SLO_CANARY_OBSERVERS_DATABASE_SQL_PASSWORD", "from-the-secret")
+	code, out, errs := runCLI(t, "check-config", "--config", filepath.Join("..", "..", "deploy", "base", "slo-canary.yaml"))
+	if code != 0 || strings.Contains(errs, "warning:") || strings.Contains(errs, "placeholder") {
+		t.Errorf("exit %d, stderr %s; want 0 and no warning", code, errs)
+	}
+	if !strings.Contains(out, "journey_discovery:") || strings.Contains(out, config.PlaceholderJourneyID) {
+		t.Errorf("the effective config does not discover journeys:\n%s", out)
+	}
 }
 
 func TestVersion(t *testing.T) {
