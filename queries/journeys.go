@@ -58,7 +58,7 @@ func newDiscovery(q config.Queries, reg prometheus.Registerer, log *slog.Logger)
 		return nil, nil, nil
 	}
 	var m *discoveryMetrics
-	opts := probes.JourneyDiscoveryOptions{BaseURL: q.BaseURL, Auth: q.Auth, Logger: log.With("component", "journey_discovery")}
+	opts := probes.JourneyDiscoveryOptions{BaseURL: q.BaseURL, Auth: q.Auth, Logger: log}
 	if reg != nil {
 		m = newDiscoveryMetrics(reg, users)
 		opts.Observe = func(result string, known int) {
