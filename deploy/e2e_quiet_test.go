@@ -3,7 +3,6 @@ package deploy
 import (
 	"encoding/json"
 	"fmt"
-	"math"
 	"net/http"
 	"os"
 	"testing"
@@ -71,9 +70,13 @@ func TestEndToEndHealthyIsQuiet(t *testing.T) {
 	if got := prom.query(t, `slo_canary_query_journeys_discovered{job="slo-canary"} > 0`); len(got) == 0 {
 		t.Error("no journeys discovered")
 	}
-	window := int(math.Ceil(time.Since(scraped).Seconds()))
-	if got := prom.query(t, fmt.Sprintf(`max_over_time(ALERTS[%ds])`, window)); len(got) > 0 {
-		t.Fatalf("alerts pending or firing on a healthy pipeline with the written config, over the last %ds:\n%s", window, alertList(got))
+	// From the first scrape on: an evaluation before it sees no target
+	// (SLOCanaryAbsent pending), as on any Prometheus started before its
+	// targets. Whole milliseconds, rounded down, so the window starts after
+	// the first scrape was seen.
+	window := time.Since(scraped).Milliseconds()
+	if got := prom.query(t, fmt.Sprintf(`max_over_time(ALERTS[%dms])`, window)); len(got) > 0 {
+		t.Fatalf("alerts pending or firing on a healthy pipeline with the written config, over the last %dms:\n%s", window, alertList(got))
 	}
 }
 
