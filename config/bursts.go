@@ -152,11 +152,16 @@ func BurstsDefaults() Bursts {
 	}
 }
 
-// ConsumerLagDefaults watch the contract's consumer groups.
+// ConsumerLagDefaults watch the contract's consumer groups: Flink's
+// fingerprinting job and the backend's capsule consumer. Not the
+// capsule-ingest-consumer SLO-Scout's performance README names instead of
+// the latter: a group that does not exist is reported down, and at most one
+// of the two does, so naming both would raise SLOScoutConsumerGroupDown on
+// every healthy install.
 func ConsumerLagDefaults() ConsumerLag {
 	return ConsumerLag{
 		Enabled:  true,
-		Groups:   []string{"fingerprinting-job", "capsule-consumer", "capsule-ingest-consumer"},
+		Groups:   []string{"fingerprinting-job", "capsule-consumer"},
 		Interval: 30 * time.Second,
 		Timeout:  10 * time.Second,
 	}

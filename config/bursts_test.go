@@ -151,3 +151,13 @@ func TestParseSeverities(t *testing.T) {
 		}
 	}
 }
+
+// TestConsumerLagDefaults: the default groups are the contract's two, not
+// also the performance README's other name for the second: a group that
+// does not exist is reported down, so the defaults would raise an alert on
+// every healthy install.
+func TestConsumerLagDefaults(t *testing.T) {
+	if g := ConsumerLagDefaults().Groups; !slices.Equal(g, []string{"fingerprinting-job", "capsule-consumer"}) {
+		t.Errorf("default groups %q", g)
+	}
+}

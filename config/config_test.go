@@ -939,11 +939,19 @@ func TestWarnings(t *testing.T) {
 	if c := quiet(); len(c.Warnings()) != 0 {
 		t.Fatalf("warnings for a meant config: %q", c.Warnings())
 	}
+	// The defaults discover journeys: nothing to warn about.
+	if c := Defaults(); len(c.Warnings()) != 0 {
+		t.Fatalf("warnings for the defaults: %q", c.Warnings())
+	}
 	for name, tc := range map[string]struct {
 		mod  func(*Config)
 		want string
 	}{
-		"placeholder journey": {func(c *Config) { *c = Defaults() }, "queries.probes.sli.rotate.journey_ids: holds the placeholder"},
+		"placeholder journey": {func(c *Config) {
+			p := c.Queries.Probes["sli"]
+			p.Rotate.JourneyIDs = []string{PlaceholderJourneyID}
+			c.Queries.Probes["sli"] = p
+		}, "queries.probes.sli.rotate.journey_ids: holds the placeholder"},
 		"plain without TLS": {func(c *Config) { c.Kafka.SASL.Mechanism = "PLAIN" },
 			"kafka.sasl.mechanism: plain without kafka.tls.enabled"},
 		"unverified TLS": {func(c *Config) { c.Kafka.TLS.Enabled, c.Kafka.TLS.InsecureSkipVerify = true, true },

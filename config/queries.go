@@ -27,8 +27,11 @@ type Queries struct {
 	BaseURL string    `mapstructure:"base_url"`
 	Auth    QueryAuth `mapstructure:"auth"`
 	// Probes by name; the name is the "probe" metric label.
-	Probes   map[string]QueryProbe `mapstructure:"probes"`
-	Evidence Evidence              `mapstructure:"evidence"`
+	Probes map[string]QueryProbe `mapstructure:"probes"`
+	// JourneyDiscovery is where probes that use {journey_id} and list no
+	// rotate.journey_ids take their journeys from.
+	JourneyDiscovery JourneyDiscovery `mapstructure:"journey_discovery"`
+	Evidence         Evidence         `mapstructure:"evidence"`
 	// Concurrency runs by name; the name is the "run" metric label.
 	Concurrency map[string]ConcurrencyRun `mapstructure:"concurrency"`
 }
@@ -80,10 +83,48 @@ type QueryProbe struct {
 }
 
 // QueryRotate lists the values placeholders take, in turn, so that a probe
-// does not keep hitting one cache entry.
+// does not keep hitting one cache entry. An empty JourneyIDs under a probe
+// that uses {journey_id} means: the journeys queries.journey_discovery finds.
 type QueryRotate struct {
 	JourneyIDs []string `mapstructure:"journey_ids"`
 	Services   []string `mapstructure:"services"`
+}
+
+// JourneyDiscovery asks SLO-Scout which journeys exist, so that the SLI
+// probes query real ones without a list kept by hand: GET Path with
+// service_name (each of Services) and environment, every Refresh. The
+// probes rotate through every journey id the answers hold; with none, their
+// requests are not sent and end as no_journeys, outside the query SLI.
+type JourneyDiscovery struct {
+	// Path is SLO-Scout's journeys endpoint, under queries.base_url (or a
+	// whole URL).
+	Path string `mapstructure:"path"`
+	// Services are the service_name values asked for: the services whose
+	// journeys the probes query.
+	Services []string `mapstructure:"services"`
+	// Environment is the environment parameter: prod, staging or dev.
+	Environment string `mapstructure:"environment"`
+	// Refresh is how often the list is asked for again; while it is empty,
+	// every 30 s (or Refresh, if shorter).
+	Refresh time.Duration `mapstructure:"refresh"`
+	// Timeout bounds one request.
+	Timeout time.Duration `mapstructure:"timeout"`
+}
+
+// DiscoversJourneys reports whether probe p takes its journey ids from
+// queries.journey_discovery: an http probe that uses {journey_id} and lists
+// none.
+func (p QueryProbe) DiscoversJourneys() bool {
+	if p.Type != "http" || len(p.Rotate.JourneyIDs) > 0 {
+		return false
+	}
+	for _, s := range append(append([]string{p.Path}, p.Params...), p.Headers...) {
+		names, _ := TemplatePlaceholders(s) // validation reports errors
+		if slices.Contains(names, "journey_id") {
+			return true
+		}
+	}
+	return false
 }
 
 // Evidence pairs two SLI probes, with and without evidence, whose latency
@@ -125,7 +166,8 @@ var QueryPlaceholders = map[string]string{"journey_id": "rotate.journey_ids", "s
 var QueryMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions}
 
 // PlaceholderJourneyID stands in for a real journey: SLO-Scout answers it
-// with no SLIs, so the SLI probes fail (bad_body) until real ids are set.
+// with no SLIs, so a probe that lists it fails (bad_body). Earlier defaults
+// listed it; the defaults now discover journeys (queries.journey_discovery).
 const PlaceholderJourneyID = "00000000-0000-0000-0000-000000000000"
 
 // Warnings lists what in c is valid but almost certainly not meant: each
@@ -165,7 +207,7 @@ func QueriesDefaults() Queries {
 		p.Type = "http"
 		p.Path = "/api/v1/sli"
 		p.Params = []string{"journey_id={journey_id}", "include_evidence=" + evidence}
-		p.Rotate.JourneyIDs = []string{PlaceholderJourneyID}
+		// No journey ids: queries.journey_discovery finds them.
 		p.ExpectJSON = "slis"
 		p.Budget = budget
 		return p
@@ -175,7 +217,9 @@ func QueriesDefaults() Queries {
 	journeys.Path = "/api/v1/journeys"
 	journeys.Params = []string{"service_name={service}", "environment=prod"}
 	journeys.Rotate.Services = []string{"slo-canary"}
-	journeys.ExpectJSON = "journeys"
+	// total_count, not journeys: a service without journeys yet is an
+	// answer, not a failure.
+	journeys.ExpectJSON = "total_count"
 	health := QueryProbeDefaults()
 	health.Type = "http"
 	health.Path = "/health"
@@ -214,6 +258,13 @@ func QueriesDefaults() Queries {
 			"journeys":     journeys,
 			"health":       health,
 			"timescaledb":  db,
+		},
+		JourneyDiscovery: JourneyDiscovery{
+			Path:        "/api/v1/journeys",
+			Services:    []string{"slo-canary"},
+			Environment: "prod",
+			Refresh:     5 * time.Minute,
+			Timeout:     10 * time.Second,
 		},
 		Evidence: Evidence{With: "sli_evidence", Without: "sli", Window: time.Hour, Budget: time.Second},
 		Concurrency: map[string]ConcurrencyRun{
@@ -319,6 +370,7 @@ func (q Queries) validate(p *problems) {
 		}
 		q.Probes[name].validate(p, "queries.probes."+name, q.BaseURL)
 	}
+	q.validateDiscovery(p)
 	q.validateEvidence(p)
 	for _, name := range slices.Sorted(maps.Keys(q.Concurrency)) {
 		if !observerNameRE.MatchString(name) {
@@ -400,6 +452,8 @@ func (qp QueryProbe) validateHTTP(p *problems, key, baseURL string) {
 		list := qp.Rotate.JourneyIDs
 		if n == "service" {
 			list = qp.Rotate.Services
+		} else if len(list) == 0 {
+			continue // discovered: validateDiscovery checks what finds them
 		}
 		if len(list) == 0 {
 			p.add(key+"."+QueryPlaceholders[n], "empty, but {%s} is used: list at least one value", n)
@@ -416,6 +470,42 @@ func (qp QueryProbe) validateHTTP(p *problems, key, baseURL string) {
 	if qp.ExpectJSON != "" && slices.Contains(strings.Split(qp.ExpectJSON, "."), "") {
 		p.add(key+".expect_json", "%q is not a dotted path such as slis or data.items.0", qp.ExpectJSON)
 	}
+}
+
+// validateDiscovery checks queries.journey_discovery when an enabled probe
+// takes its journeys from it; unused, it is not judged.
+func (q Queries) validateDiscovery(p *problems) {
+	var users []string
+	for _, name := range slices.Sorted(maps.Keys(q.Probes)) {
+		if pr := q.Probes[name]; pr.Enabled && pr.DiscoversJourneys() {
+			users = append(users, name)
+		}
+	}
+	if len(users) == 0 {
+		return
+	}
+	d := q.JourneyDiscovery
+	const key = "queries.journey_discovery"
+	if len(d.Services) == 0 {
+		for _, name := range users {
+			p.add("queries.probes."+name+".rotate.journey_ids", "empty, but {journey_id} is used, and %s.services is empty: list journey ids, or the services whose journeys to discover", key)
+		}
+	}
+	for i, s := range d.Services {
+		if strings.TrimSpace(s) == "" {
+			p.add(fmt.Sprintf("%s.services[%d]", key, i), "must not be empty")
+		}
+	}
+	if strings.TrimSpace(d.Environment) == "" {
+		p.add(key+".environment", "must not be empty (SLO-Scout requires it: prod, staging or dev)")
+	}
+	if d.Path == "" {
+		p.add(key+".path", "must not be empty")
+	} else if _, err := ResolveURL(q.BaseURL, d.Path); err != nil {
+		p.add(key+".path", "%q: %v", d.Path, err)
+	}
+	p.positive(key+".refresh", d.Refresh)
+	p.positive(key+".timeout", d.Timeout)
 }
 
 func (q Queries) validateEvidence(p *problems) {

@@ -55,6 +55,18 @@ func TestQueriesDefaults(t *testing.T) {
 	if got := q.EnabledProbes(); !slices.Equal(got, []string{"health", "journeys", "sli", "sli_evidence"}) {
 		t.Errorf("enabled probes %q", got)
 	}
+	// The SLI probes discover real journeys; no placeholder is shipped.
+	for _, n := range []string{"sli", "sli_evidence"} {
+		if p := q.Probes[n]; !p.DiscoversJourneys() || slices.Contains(p.Rotate.JourneyIDs, PlaceholderJourneyID) {
+			t.Errorf("%s does not discover its journeys: %+v", n, p.Rotate)
+		}
+	}
+	if q.Probes["journeys"].DiscoversJourneys() || q.Probes["health"].DiscoversJourneys() {
+		t.Error("probes without {journey_id} discover journeys")
+	}
+	if d := q.JourneyDiscovery; d.Path != "/api/v1/journeys" || len(d.Services) == 0 || d.Environment != "prod" || d.Refresh != 5*time.Minute {
+		t.Errorf("journey discovery %+v", d)
+	}
 	if q.Probes["timescaledb"].Type != "sql" || q.Probes["timescaledb"].Enabled {
 		t.Errorf("sql example %+v", q.Probes["timescaledb"])
 	}
@@ -140,8 +152,23 @@ func TestQueriesValidateProgrammatic(t *testing.T) {
 			"queries.auth.token: set, and queries.auth.jwt_signing_key too"},
 		{"key without subject", func(c *Config) { c.Queries.Auth.JWTSigningKey, c.Queries.Auth.JWTSubject = secret, "" },
 			"queries.auth.jwt_subject: must not be empty while a jwt_signing_key is set"},
-		{"rotation list empty", func(c *Config) { probe(c, "sli", func(p *QueryProbe) { p.Rotate.JourneyIDs = nil }) },
-			"queries.probes.sli.rotate.journey_ids: empty, but {journey_id} is used"},
+		{"rotation list empty", func(c *Config) {
+			probe(c, "sli", func(p *QueryProbe) { p.Rotate.JourneyIDs = nil })
+			c.Queries.JourneyDiscovery.Services = nil
+		}, "queries.probes.sli.rotate.journey_ids: empty, but {journey_id} is used, and queries.journey_discovery.services is empty"},
+		{"journeys discovered", func(c *Config) { probe(c, "sli", func(p *QueryProbe) { p.Rotate.JourneyIDs = nil }) }, ""},
+		{"discovery without environment", func(c *Config) { c.Queries.JourneyDiscovery.Environment = "" },
+			"queries.journey_discovery.environment: must not be empty"},
+		{"discovery path with a query", func(c *Config) { c.Queries.JourneyDiscovery.Path = "/api/v1/journeys?environment=prod" },
+			"queries.journey_discovery.path"},
+		{"discovery refresh", func(c *Config) { c.Queries.JourneyDiscovery.Refresh = 0 },
+			"queries.journey_discovery.refresh: must be positive"},
+		{"discovery unused", func(c *Config) {
+			c.Queries.JourneyDiscovery = JourneyDiscovery{}
+			for _, n := range []string{"sli", "sli_evidence"} {
+				probe(c, n, func(p *QueryProbe) { p.Rotate.JourneyIDs = []string{"fc4936e9-d47b-5bb5-97ec-d3ea0dfd7ae0"} })
+			}
+		}, ""},
 		{"placeholder in header", func(c *Config) {
 			probe(c, "health", func(p *QueryProbe) { p.Headers = []string{"X-Service: {service}"} })
 		},

@@ -170,6 +170,19 @@ sum by (namespace, job, stage) (rate(slo_canary_observer_polls_total[%[1]s]))
 				fmt.Sprintf("slo-canary at {{ $labels.instance }} holds {{ $value | humanizePercentage }} of canary.max_tracked markers, over 80%% for %s; at the limit it stops sending markers and the freshness SLI gets gaps. A stage far behind (see slo_canary_markers_pending) or a deadline too long for the rate.", p.d(15*time.Minute))),
 		},
 		{
+			Alert: "SLOCanaryQueryProbesNotMeasuring",
+			// A probe that takes its journeys from SLO-Scout and has none
+			// sends nothing: its requests are no_journeys, outside the query
+			// SLI, so no burn-rate alert can fire for it. A ticket, not a
+			// page: SLO-Scout may simply not have discovered journeys yet.
+			Expr:   `max by (namespace, job, probe) (slo_canary_query_probe_not_measuring) == 1`,
+			For:    p.d(15 * time.Minute),
+			Labels: map[string]string{"severity": SeverityTicket},
+			Annotations: p.annotations("SLOCanaryQueryProbesNotMeasuring",
+				"slo-canary query probe {{ $labels.probe }} is not measuring",
+				fmt.Sprintf("For %s query probe {{ $labels.probe }} has had no journey id to query (not_measuring is {{ $value }}): journey discovery (queries.journey_discovery) found none for its services, or SLO-Scout's journeys endpoint failed before any was found. Its requests are not sent (outcome no_journeys) and its query-latency SLO is not judged. See slo_canary_query_journey_discoveries_total by result.", p.d(15*time.Minute))),
+		},
+		{
 			Alert: "SLOCanaryConfigReloadRejected",
 			// The canary keeps running on its last valid config, so nothing
 			// else shows that an edit of the ConfigMap did not take.

@@ -173,12 +173,11 @@ func startTestbed(t *testing.T, dir string) testbed.ServeInfo {
 	return testbed.ServeInfo{}
 }
 
-// startCanary runs `slo-canary run` and returns its listen address, read
-// from its "slo-canary started" log line (it listens on port 0).
+// startCanary runs `slo-canary run` with the alerting test's settings and
+// returns its listen address.
 func startCanary(t *testing.T, bin, configPath, dir string) string {
 	t.Helper()
-	cmd := exec.Command(bin, "run", "--config", configPath)
-	cmd.Env = append(os.Environ(),
+	return runCanary(t, bin, configPath,
 		"SLO_CANARY_HTTP_LISTEN=127.0.0.1:0",
 		"SLO_CANARY_LOG_FORMAT=json",
 		"SLO_CANARY_LOG_LEVEL=info",
@@ -192,6 +191,16 @@ func startCanary(t *testing.T, bin, configPath, dir string) string {
 		// No SLO-Scout API here: the query probes would only fail.
 		"SLO_CANARY_QUERIES_ENABLED=false",
 	)
+}
+
+// runCanary runs `slo-canary run --config configPath` with env added to the
+// test's environment and returns its listen address, read from its
+// "slo-canary started" log line (it listens on port 0; env must make the
+// log JSON at level info).
+func runCanary(t *testing.T, bin, configPath string, env ...string) string {
+	t.Helper()
+	cmd := exec.Command(bin, "run", "--config", configPath)
+	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -493,13 +502,21 @@ func startPrometheus(t *testing.T, bin, dir, amAddr, canaryAddr, classicAddr str
 		return map[string]any{"job_name": job, "static_configs": []any{map[string]any{
 			"targets": []string{addr}, "labels": map[string]string{"namespace": "slo-scout"}}}}
 	}
-	cfg, err := yaml.Marshal(map[string]any{
-		"global":     map[string]string{"scrape_interval": "1s", "evaluation_interval": "1s"},
-		"rule_files": []string{rulesPath},
-		"alerting": map[string]any{"alertmanagers": []any{map[string]any{
-			"static_configs": []any{map[string]any{"targets": []string{amAddr}}}}}},
-		"scrape_configs": []any{target(p.CanaryJob, canaryAddr), target(p.CanaryJob+"-classic", classicAddr)},
-	})
+	// Without an Alertmanager (amAddr "") alerts stay in Prometheus; without
+	// classicAddr there is no text-only job.
+	promCfg := map[string]any{
+		"global":         map[string]string{"scrape_interval": "1s", "evaluation_interval": "1s"},
+		"rule_files":     []string{rulesPath},
+		"scrape_configs": []any{target(p.CanaryJob, canaryAddr)},
+	}
+	if amAddr != "" {
+		promCfg["alerting"] = map[string]any{"alertmanagers": []any{map[string]any{
+			"static_configs": []any{map[string]any{"targets": []string{amAddr}}}}}}
+	}
+	if classicAddr != "" {
+		promCfg["scrape_configs"] = append(promCfg["scrape_configs"].([]any), target(p.CanaryJob+"-classic", classicAddr))
+	}
+	cfg, err := yaml.Marshal(promCfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,13 +26,17 @@ const (
 	// OutcomeConnect: no complete answer: refused, reset, TLS, DNS, a body
 	// cut short.
 	OutcomeConnect = "connect_error"
+	// OutcomeNoJourneys: nothing was sent, for want of a journey id: the
+	// probe takes them from journey discovery, which has found none. Not a
+	// measurement of SLO-Scout's latency, so not counted in the query SLI.
+	OutcomeNoJourneys = "no_journeys"
 	// OutcomeCanceled is not a result: the caller's context ended (the canary
 	// is stopping). Runners drop such results rather than count them.
 	OutcomeCanceled = "canceled"
 )
 
 // QueryOutcomes are the outcome label values, each initialised at zero.
-var QueryOutcomes = []string{OutcomeSuccess, OutcomeHTTP5xx, OutcomeHTTP4xx, OutcomeTimeout, OutcomeBadBody, OutcomeConnect}
+var QueryOutcomes = []string{OutcomeSuccess, OutcomeHTTP5xx, OutcomeHTTP4xx, OutcomeTimeout, OutcomeBadBody, OutcomeConnect, OutcomeNoJourneys}
 
 // QueryResult is one timed query. The runner, not the probe, decides what
 // the latency is: from Sent for a service time, from the moment the request
@@ -74,6 +78,12 @@ type QueryOptions struct {
 	// sized for it so that a concurrency run never waits on its own pool.
 	Clients int
 	Logger  *slog.Logger
+	// Journeys, if set, gives the journey ids a probe rotates through when
+	// it uses {journey_id} and its rotate.journey_ids is empty (see
+	// JourneyDiscovery.IDs). Without it, or while it gives none, such a
+	// probe sends nothing and reports OutcomeNoJourneys. Called once per
+	// request, from every client at once.
+	Journeys func() []string
 }
 
 // QueryConstructor builds a query probe of one type. ctx bounds construction
@@ -124,9 +134,12 @@ func NewQuery(ctx context.Context, name string, cfg config.QueryProbe, opts Quer
 type rotation struct {
 	lists map[string][]string // placeholder -> values
 	first string              // the first placeholder used, for TargetName
+	// journeys gives the journey ids when {journey_id} is used and none are
+	// listed (discovered); nil otherwise.
+	journeys func() []string
 }
 
-func newRotation(r config.QueryRotate, used []string) rotation {
+func newRotation(r config.QueryRotate, used []string, journeys func() []string) rotation {
 	rot := rotation{lists: map[string][]string{}}
 	for _, name := range used {
 		list := r.JourneyIDs
@@ -134,26 +147,43 @@ func newRotation(r config.QueryRotate, used []string) rotation {
 			list = r.Services
 		}
 		if len(list) == 0 {
-			continue // validation rejects this; fill with nothing rather than panic
+			if name != "journey_id" {
+				continue // validation rejects this; fill with nothing rather than panic
+			}
+			// Discovered journeys; none at all if nothing discovers them.
+			rot.journeys = func() []string { return nil }
+			if journeys != nil {
+				rot.journeys = journeys
+			}
 		}
 		if rot.first == "" {
 			rot.first = name
 		}
-		rot.lists[name] = list
+		if len(list) > 0 {
+			rot.lists[name] = list
+		}
 	}
 	return rot
 }
 
-// values returns the placeholder values for query seq, or nil if none are used.
-func (r rotation) values(seq uint64) map[string]string {
-	if len(r.lists) == 0 {
-		return nil
+// values returns the placeholder values for query seq, or nil if none are
+// used; ok is false when the journey ids are discovered and there are none.
+func (r rotation) values(seq uint64) (vals map[string]string, ok bool) {
+	if len(r.lists) == 0 && r.journeys == nil {
+		return nil, true
 	}
-	vals := make(map[string]string, len(r.lists))
+	vals = make(map[string]string, len(r.lists)+1)
 	for name, list := range r.lists {
 		vals[name] = list[seq%uint64(len(list))]
 	}
-	return vals
+	if r.journeys != nil {
+		ids := r.journeys()
+		if len(ids) == 0 {
+			return nil, false
+		}
+		vals["journey_id"] = ids[seq%uint64(len(ids))]
+	}
+	return vals, true
 }
 
 // requestIDPrefix makes request ids unique across canary processes.

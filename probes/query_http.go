@@ -119,7 +119,7 @@ func NewHTTPQuery(name string, cfg config.QueryProbe, opts QueryOptions) (*HTTPQ
 	if cfg.ExpectJSON != "" {
 		q.jsonPath = strings.Split(cfg.ExpectJSON, ".")
 	}
-	q.rot = newRotation(cfg.Rotate, used)
+	q.rot = newRotation(cfg.Rotate, used, opts.Journeys)
 	if len(used) == 0 {
 		u, err := q.url(nil)
 		if err != nil {
@@ -179,7 +179,11 @@ func (q *HTTPQuery) url(vals map[string]string) (string, error) {
 
 // Do sends one request. See QueryProbe.
 func (q *HTTPQuery) Do(ctx context.Context, seq uint64) QueryResult {
-	vals := q.rot.values(seq)
+	vals, ok := q.rot.values(seq)
+	if !ok {
+		now := time.Now()
+		return q.fail(ctx, QueryResult{Sent: now, Done: now}, OutcomeNoJourneys, errNoJourneys)
+	}
 	res := QueryResult{
 		RequestID:  q.name + "-" + requestIDPrefix + "-" + strconv.FormatUint(q.seq.Add(1), 10),
 		TargetName: q.rot.first,

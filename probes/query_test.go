@@ -34,7 +34,9 @@ func refAPI(t *testing.T, opts testbed.APIOptions) (*testbed.API, string) {
 
 func httpProbe(mod func(p *config.QueryProbe)) config.QueryProbe {
 	p := config.Defaults().Queries.Probes["sli_evidence"]
-	p.Rotate.JourneyIDs = nil
+	// {journey_id} filled with "x", as an empty list filled it before
+	// journeys were discovered.
+	p.Rotate.JourneyIDs = []string{"x"}
 	p.Timeout = 5 * time.Second
 	if mod != nil {
 		mod(&p)
@@ -120,8 +122,15 @@ func TestHTTPQueryOutcomes(t *testing.T) {
 			*p = config.Defaults().Queries.Probes["journeys"]
 			p.Rotate.Services = api.Services()
 		}, probes.OutcomeSuccess, 200, ""},
+		// A service without journeys is an answer (total_count 0), not a
+		// failure of the default probe; a probe that asks for journeys still
+		// fails on an empty list.
 		{"journeys of nobody", base, func(p *config.QueryProbe) { *p = config.Defaults().Queries.Probes["journeys"] },
-			probes.OutcomeBadBody, 200, "journeys is empty"},
+			probes.OutcomeSuccess, 200, ""},
+		{"journeys of nobody, journeys expected", base, func(p *config.QueryProbe) {
+			*p = config.Defaults().Queries.Probes["journeys"]
+			p.ExpectJSON = "journeys"
+		}, probes.OutcomeBadBody, 200, "journeys is empty"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -78,7 +78,7 @@ func RunOnce(ctx context.Context, cfg *config.Config, opts OnceOptions) (Report,
 				opts.Progress(p)
 			}
 		}
-		r, err := runOne(ctx, q, n, opts.Logger, progress)
+		r, err := runOne(ctx, q, n, opts.Logger, nil, progress)
 		if err != nil {
 			return rep, err
 		}

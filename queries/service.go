@@ -54,6 +54,10 @@ type Service struct {
 	sched   *sched.Scheduler
 	probes  []*continuous
 	byName  map[string]*continuous
+	// journeys discovers the journey ids of the probes that use them; nil
+	// if no probe does.
+	journeys *probes.JourneyDiscovery
+	dm       *discoveryMetrics
 }
 
 // continuous is one probe's low-rate loop.
@@ -65,8 +69,13 @@ type continuous struct {
 	timeout  time.Duration
 	window   *window
 	done     atomic.Bool // one request completed: the probe is working
-	log      *slog.Logger
-	trace    func(probes.QueryResult, time.Duration) // tests: every recorded request
+	// discovers: the probe's journeys come from journey discovery. It waits
+	// for the first discovery before its first request, and reports
+	// whether it is measuring; measuring is what it reported last.
+	discovers bool
+	measuring atomic.Int32 // 0 unknown, 1 measuring, 2 not
+	log       *slog.Logger
+	trace     func(probes.QueryResult, time.Duration) // tests: every recorded request
 }
 
 // New builds the service: the enabled probes (with queries.enabled) and the
@@ -84,17 +93,26 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	budgets := map[string]time.Duration{}
 	var runs []string
 	if q.Enabled {
+		var err error
+		if s.journeys, s.dm, err = newDiscovery(q, opts.Registerer, opts.Logger); err != nil {
+			return nil, err
+		}
 		for _, name := range q.EnabledProbes() {
 			pc := q.Probes[name]
-			p, err := probes.NewQuery(ctx, name, pc, probes.QueryOptions{BaseURL: q.BaseURL, Auth: q.Auth, Clients: 1, Logger: opts.Logger})
+			po := probes.QueryOptions{BaseURL: q.BaseURL, Auth: q.Auth, Clients: 1, Logger: opts.Logger}
+			if s.journeys != nil {
+				po.Journeys = s.journeys.IDs
+			}
+			p, err := probes.NewQuery(ctx, name, pc, po)
 			if err != nil {
 				s.close()
 				return nil, err
 			}
 			c := &continuous{
 				name: name, probe: p, interval: pc.Interval, budget: pc.Budget, timeout: pc.Timeout,
-				window: newWindow(windowCap(q.Evidence.Window, pc.Interval)),
-				log:    opts.Logger.With("probe", name),
+				window:    newWindow(windowCap(q.Evidence.Window, pc.Interval)),
+				discovers: pc.DiscoversJourneys(),
+				log:       opts.Logger.With("probe", name),
 			}
 			s.probes = append(s.probes, c)
 			s.byName[name] = c
@@ -143,8 +161,22 @@ func windowCap(window, interval time.Duration) int {
 func (s *Service) Run(ctx context.Context) error {
 	defer s.close()
 	var wg sync.WaitGroup
+	var first <-chan struct{} // closed: journeys discovered once
+	if s.journeys != nil {
+		first = s.journeys.First()
+		wg.Go(func() { _ = s.journeys.Run(ctx) })
+	}
 	for _, c := range s.probes {
-		wg.Go(func() { c.run(ctx, s.metrics) })
+		wg.Go(func() {
+			if c.discovers {
+				select {
+				case <-first:
+				case <-ctx.Done():
+					return
+				}
+			}
+			c.run(ctx, s.metrics, s.dm)
+		})
 	}
 	if pair := s.evidencePair(); pair != nil {
 		wg.Go(func() { s.overheadLoop(ctx, pair[0], pair[1]) })
@@ -156,6 +188,9 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) close() {
 	for _, c := range s.probes {
 		c.probe.Close()
+	}
+	if s.journeys != nil {
+		s.journeys.Close()
 	}
 }
 
@@ -178,7 +213,7 @@ func (s *Service) Ready() error {
 // run sends one request per (jittered) interval. Each request's latency
 // counts from when it was due: a request that took longer than the interval
 // makes the next one late, and that wait counts, as in a concurrency run.
-func (c *continuous) run(ctx context.Context, m *Metrics) {
+func (c *continuous) run(ctx context.Context, m *Metrics, dm *discoveryMetrics) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	// A first request soon, so that the canary is ready quickly, but not at
@@ -208,13 +243,27 @@ func (c *continuous) run(ctx context.Context, m *Metrics) {
 		if res.Outcome == probes.OutcomeCanceled || ctx.Err() != nil {
 			return
 		}
-		c.record(m, res, res.Done.Sub(start))
+		c.record(m, dm, res, res.Done.Sub(start))
 		due = due.Add(time.Duration(float64(c.interval) * (1 - jitter + 2*jitter*rand.Float64())))
 	}
 }
 
-// record counts one continuous request.
-func (c *continuous) record(m *Metrics, res probes.QueryResult, latency time.Duration) {
+// record counts one continuous request. A request not sent for want of a
+// journey (no_journeys) is counted as such, and nowhere else: it says
+// nothing of SLO-Scout's latency, so it is neither a good nor a bad SLI
+// event.
+func (c *continuous) record(m *Metrics, dm *discoveryMetrics, res probes.QueryResult, latency time.Duration) {
+	if c.discovers {
+		c.setMeasuring(dm, res)
+	}
+	if res.Outcome == probes.OutcomeNoJourneys {
+		m.Requests.WithLabelValues(c.name, res.Outcome).Inc()
+		c.done.Store(true)
+		if c.trace != nil {
+			c.trace(res, latency)
+		}
+		return
+	}
 	ok := res.Outcome == probes.OutcomeSuccess
 	ex := prometheus.Labels{}
 	if res.RequestID != "" {
@@ -245,6 +294,26 @@ func (c *continuous) record(m *Metrics, res probes.QueryResult, latency time.Dur
 			attrs = append(attrs, res.TargetName, res.TargetValue)
 		}
 		c.log.Warn("query probe failed", append(attrs, "err", res.Err)...)
+	}
+}
+
+// setMeasuring exports whether a probe with discovered journeys measures,
+// and logs when that changes.
+func (c *continuous) setMeasuring(dm *discoveryMetrics, res probes.QueryResult) {
+	state, v := int32(1), 0.0
+	if res.Outcome == probes.OutcomeNoJourneys {
+		state, v = 2, 1
+	}
+	if dm != nil {
+		dm.NotMeasuring.WithLabelValues(c.name).Set(v)
+	}
+	if old := c.measuring.Swap(state); old != state {
+		switch {
+		case state == 2:
+			c.log.Warn("query probe not measuring: no journey id to query", "err", res.Err)
+		case old == 2:
+			c.log.Info("query probe measuring again: journeys discovered")
+		}
 	}
 }
 
@@ -345,7 +414,11 @@ func (s *Service) RunNow(ctx context.Context, name string) (res RunResult, ran b
 
 // runConcurrency runs one concurrency run and exports its result.
 func (s *Service) runConcurrency(ctx context.Context, name string) (RunResult, error) {
-	res, err := runOne(ctx, s.cfg, name, s.log, nil)
+	var running func() []string
+	if s.journeys != nil {
+		running = s.journeys.IDs
+	}
+	res, err := runOne(ctx, s.cfg, name, s.log, running, nil)
 	if err != nil {
 		return res, err
 	}
@@ -374,9 +447,11 @@ func (m *Metrics) exportRun(r RunResult) {
 }
 
 // runOne runs the concurrency run name of q with a probe of its own, sized
-// for its clients. progress, if not nil, is called about once a second while
-// the requests run, and never after runOne returns.
-func runOne(ctx context.Context, q config.Queries, name string, log *slog.Logger, progress func(RunProgress)) (RunResult, error) {
+// for its clients. A probe that discovers its journeys rotates through those
+// of journeys (the daemon's discovery) or, if nil, of one discovery now.
+// progress, if not nil, is called about once a second while the requests
+// run, and never after runOne returns.
+func runOne(ctx context.Context, q config.Queries, name string, log *slog.Logger, journeys func() []string, progress func(RunProgress)) (RunResult, error) {
 	rc, ok := q.Concurrency[name]
 	if !ok {
 		return RunResult{}, fmt.Errorf("%w %q under queries.concurrency", errNoRun, name)
@@ -385,7 +460,12 @@ func runOne(ctx context.Context, q config.Queries, name string, log *slog.Logger
 	if !ok {
 		return RunResult{}, fmt.Errorf("queries.concurrency.%s.probe: %q is not a probe under queries.probes", name, rc.Probe)
 	}
-	p, err := probes.NewQuery(ctx, rc.Probe, pc, probes.QueryOptions{BaseURL: q.BaseURL, Auth: q.Auth, Clients: rc.Clients, Logger: log})
+	ids, err := runJourneys(ctx, q, pc, journeys, log)
+	if err != nil {
+		return RunResult{}, fmt.Errorf("concurrency run %s: probe %s: %w", name, rc.Probe, err)
+	}
+	p, err := probes.NewQuery(ctx, rc.Probe, pc, probes.QueryOptions{BaseURL: q.BaseURL, Auth: q.Auth, Clients: rc.Clients, Logger: log,
+		Journeys: func() []string { return ids }})
 	if err != nil {
 		return RunResult{}, fmt.Errorf("concurrency run %s: %w", name, err)
 	}

@@ -297,6 +297,7 @@ func TestRunsNeverOverlap(t *testing.T) {
 // an overhead, a finished run.
 func exercised(reg prometheus.Registerer) *Metrics {
 	m := NewMetrics(reg, map[string]time.Duration{"sli": time.Second}, []string{"c100"})
+	newDiscoveryMetrics(reg, []string{"sli"}) // a probe discovers its journeys
 	m.Latency.WithLabelValues("sli").Observe(0.2)
 	m.Overhead.WithLabelValues("0.95").Set(0.3)
 	m.OverheadBudget.Set(1)

@@ -706,9 +706,10 @@ func (a *API) ControlHandler() http.Handler {
 }
 
 // QueriesConfig is the queries section of a canary config aimed at this API
-// at baseURL: the default probes rotate through the API's journeys and
-// services. Strings are quoted with strconv.Quote, valid YAML for these
-// ASCII values.
+// at baseURL: the default SLI probes discover the API's journeys, as they
+// discover a real SLO-Scout's, from its services, which the journeys probe
+// rotates through. Strings are quoted with strconv.Quote, valid YAML for
+// these ASCII values.
 func (a *API) QueriesConfig(baseURL string) string {
 	q := strconv.Quote
 	list := func(vals []string) string {
@@ -718,12 +719,11 @@ func (a *API) QueriesConfig(baseURL string) string {
 		}
 		return "[" + strings.Join(quoted, ", ") + "]"
 	}
-	ids := list(a.JourneyIDs())
+	services := list(a.Services())
 	var b strings.Builder
-	fmt.Fprintf(&b, "queries:\n  base_url: %s\n  probes:\n", q(baseURL))
-	fmt.Fprintf(&b, "    sli_evidence:\n      rotate:\n        journey_ids: %s\n", ids)
-	fmt.Fprintf(&b, "    sli:\n      rotate:\n        journey_ids: %s\n", ids)
-	fmt.Fprintf(&b, "    journeys:\n      rotate:\n        services: %s\n", list(a.Services()))
+	fmt.Fprintf(&b, "queries:\n  base_url: %s\n", q(baseURL))
+	fmt.Fprintf(&b, "  journey_discovery:\n    services: %s\n", services)
+	fmt.Fprintf(&b, "  probes:\n    journeys:\n      rotate:\n        services: %s\n", services)
 	return b.String()
 }
 

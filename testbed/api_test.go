@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/slo-scout/slo-canary/config"
+	"github.com/slo-scout/slo-canary/probes"
 	"github.com/slo-scout/slo-canary/testbed"
 )
 
@@ -275,8 +276,9 @@ func TestServeWritesQueries(t *testing.T) {
 		t.Fatal(err)
 	}
 	q := c.Queries
-	if q.BaseURL != info.APIURL || !slices.Equal(q.Probes["sli"].Rotate.JourneyIDs, info.API.JourneyIDs()) ||
-		!slices.Equal(q.Probes["sli_evidence"].Rotate.JourneyIDs, info.API.JourneyIDs()) ||
+	// The SLI probes discover the API's journeys from its services.
+	if q.BaseURL != info.APIURL || !q.Probes["sli"].DiscoversJourneys() || !q.Probes["sli_evidence"].DiscoversJourneys() ||
+		!slices.Equal(q.JourneyDiscovery.Services, info.API.Services()) ||
 		!slices.Equal(q.Probes["journeys"].Rotate.Services, info.API.Services()) {
 		t.Errorf("queries section %+v, API %s", q, info.APIURL)
 	}
@@ -285,6 +287,15 @@ func TestServeWritesQueries(t *testing.T) {
 	call(t, "POST", info.ControlURL+"/reference-api/resume", "", 200, &p)
 	if p.Stalled || info.API.Profile().Stalled {
 		t.Error("resume over the control API did not resume")
+	}
+	// Discovery with the written config finds every journey of the API.
+	d, err := probes.NewJourneyDiscovery(q.JourneyDiscovery, probes.JourneyDiscoveryOptions{BaseURL: q.BaseURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if res, err := d.Refresh(context.Background()); err != nil || !slices.Equal(d.IDs(), info.API.JourneyIDs()) {
+		t.Errorf("discovered %q (%s, %v), want %q", d.IDs(), res, err, info.API.JourneyIDs())
 	}
 	if code, body := get(t, info.APIURL+"/health", nil); code != 200 || !strings.Contains(body, "healthy") {
 		t.Errorf("health %d %s", code, body)

@@ -21,6 +21,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kslog"
@@ -151,9 +153,11 @@ func NewPipeline(ctx context.Context, cfg PipelineConfig) (p *Pipeline, err erro
 		runDone: make(chan struct{}),
 	}
 	p.closeCtx, p.closeFn = context.WithCancel(context.Background())
+	// A failed NewPipeline returns a nil *Pipeline: close the one built.
+	built := p
 	defer func() {
 		if err != nil {
-			p.Close()
+			built.Close()
 		}
 	}()
 
@@ -183,6 +187,10 @@ func NewPipeline(ctx context.Context, cfg PipelineConfig) (p *Pipeline, err erro
 	}
 
 	kl := kgo.WithLogger(kslog.New(p.log.With("component", "kafka")))
+	if err := p.commitStart(ctx, kl); err != nil {
+		// Not fatal: the group shows up once the first event is through.
+		p.log.Warn("testbed: group start offsets not committed", "group", cfg.Group, "err", err)
+	}
 	p.consumer, err = kgo.NewClient(
 		kgo.SeedBrokers(p.brokers...),
 		kl,
@@ -212,6 +220,47 @@ func NewPipeline(ctx context.Context, cfg PipelineConfig) (p *Pipeline, err erro
 		return nil, fmt.Errorf("testbed: producer client: %w", err)
 	}
 	return p, nil
+}
+
+// commitStart commits the ingest topic's start offsets for the pipeline's
+// group if it has committed nothing yet, where it would start anyway. A real
+// stream job has committed offsets long before a canary watches it; without
+// this, a canary started beside a fresh testbed would find the group with no
+// commits (consumer_group_up 0, SLOScoutConsumerGroupDown pending) until
+// the first event had gone through.
+// It runs before the pipeline's consumer exists: an admin commit is refused
+// while the group has members.
+func (p *Pipeline) commitStart(ctx context.Context, opts ...kgo.Opt) error {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(p.brokers...)}, opts...)...)
+	if err != nil {
+		return fmt.Errorf("testbed: admin client: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	committed, err := adm.FetchOffsets(ctx, p.cfg.Group)
+	if err == nil {
+		err = committed.Error()
+	}
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		committed, err = nil, nil // a group never seen has committed nothing
+	}
+	if err != nil {
+		return fmt.Errorf("testbed: fetch the group's offsets: %w", err)
+	}
+	if len(committed) > 0 {
+		return nil
+	}
+	starts, err := adm.ListStartOffsets(ctx, p.cfg.IngestTopic)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err == nil {
+		err = adm.CommitAllOffsets(ctx, p.cfg.Group, starts.Offsets())
+	}
+	if err != nil {
+		return fmt.Errorf("testbed: commit the group's start offsets: %w", err)
+	}
+	return nil
 }
 
 // Brokers are the Kafka bootstrap addresses.

@@ -225,6 +225,9 @@ func canaryConfig(info ServeInfo, cfg PipelineConfig, listen string) []byte {
 	}
 	fmt.Fprintf(&b, "canary:\n  topic: %s\n  encoding: %s\n", q(cfg.IngestTopic), q(string(cfg.Encoding)))
 	fmt.Fprintf(&b, "http:\n  listen: %s\n", q(listen))
+	// Only the group the pipeline runs: a group named here that does not
+	// exist is reported down (SLOScoutConsumerGroupDown), as it should be.
+	fmt.Fprintf(&b, "consumer_lag:\n  groups: [%s]\n", q(cfg.Group))
 	b.WriteString("observers:\n")
 	if info.DSN != "" {
 		fmt.Fprintf(&b, "  database:\n    enabled: true\n    type: sql\n    sql:\n      dsn: %s\n", q(info.DSN))

@@ -199,6 +199,7 @@ func TestServe(t *testing.T) {
 		"canary.topic":                     "raw-telemetry",
 		"canary.encoding":                  "avro",
 		"http.listen":                      "127.0.0.1:9464",
+		"consumer_lag.groups":              []string{info.Pipeline.Config().Group},
 		"observers.database.type":          "sql",
 		"observers.database.enabled":       true,
 		"observers.database.sql.dsn":       info.DSN,

@@ -217,6 +217,11 @@ func demoConfig(info testbed.ServeInfo, listen string, rate float64, level strin
 	caps.Deadline = 0
 	c.Observers["capsules"] = caps
 	demoQueries(&c, info) // queriescmd.go
+	if info.Pipeline != nil {
+		// Only the group the testbed runs: the defaults name SLO-Scout's,
+		// which it does not, and would be reported down.
+		c.ConsumerLag.Groups = []string{info.Pipeline.Config().Group}
+	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("demo config: %w", err)
 	}

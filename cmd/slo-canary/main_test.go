@@ -35,7 +35,9 @@ func TestCheckConfig(t *testing.T) {
 	t.Setenv("SLO_CANARY_OBSERVERS_DATABASE_SQL_PASSWORD", secret)
 	t.Setenv("SLO_CANARY_KAFKA_SASL_PASSWORD", secret)
 	t.Run("valid", func(t *testing.T) {
-		p := writeConfig(t, "kafka:\n  brokers: [k1:9092]\n  sasl:\n    mechanism: PLAIN\n    username: canary\n")
+		p := writeConfig(t, "kafka:\n  brokers: [k1:9092]\n  sasl:\n    mechanism: PLAIN\n    username: canary\n"+
+			"queries:\n  probes:\n    sli:\n      rotate:\n        journey_ids: ["+config.PlaceholderJourneyID+"]\n"+
+			"    sli_evidence:\n      rotate:\n        journey_ids: ["+config.PlaceholderJourneyID+"]\n")
 		code, out, errs := runCLI(t, "check-config", "--config", p)
 		if code != 0 {
 			t.Fatalf("exit %d, stderr %s", code, errs)
@@ -100,6 +102,21 @@ func TestCheckConfig(t *testing.T) {
 	})
 }
 
+// TestCheckConfigShipped: the config deploy/base ships, as `kubectl apply
+// -k` installs it with the database password from its Secret, has nothing
+// to warn about; in particular no placeholder journey (the SLI probes
+// discover journeys).
+func TestCheckConfigShipped(t *testing.T) {
+	t.Setenv("SLO_CANARY_OBSERVERS_DATABASE_SQL_PASSWORD", "from-the-secret")
+	code, out, errs := runCLI(t, "check-config", "--config", filepath.Join("..", "..", "deploy", "base", "slo-canary.yaml"))
+	if code != 0 || strings.Contains(errs, "warning:") || strings.Contains(errs, "placeholder") {
+		t.Errorf("exit %d, stderr %s; want 0 and no warning", code, errs)
+	}
+	if !strings.Contains(out, "journey_discovery:") || strings.Contains(out, config.PlaceholderJourneyID) {
+		t.Errorf("the effective config does not discover journeys:\n%s", out)
+	}
+}
+
 func TestVersion(t *testing.T) {
 	code, out, _ := runCLI(t, "version")
 	if code != 0 || !strings.HasPrefix(out, "slo-canary ") {
@@ -115,7 +132,12 @@ func TestDaemonServesAndShutsDown(t *testing.T) {
 	dsn := testenv.PostgresDSN(t)
 	p := testenv.Pipeline(t, testbed.PipelineConfig{Partitions: 2, PostgresDSN: dsn})
 
-	c := pipelineConfig(t, p, dsn, 200*time.Millisecond, nil)
+	// A placeholder journey listed: valid, but not meant.
+	c := pipelineConfig(t, p, dsn, 200*time.Millisecond, func(c *config.Config) {
+		sli := c.Queries.Probes["sli"]
+		sli.Rotate.JourneyIDs = []string{config.PlaceholderJourneyID}
+		c.Queries.Probes["sli"] = sli
+	})
 	var logs lockedBuffer
 	d := startDaemon(t, daemonOpts{cfg: c, logger: newLogger(config.Log{Level: "warn", Format: "json"}, &logs)})
 	get := func(path string) (int, string) {
@@ -131,8 +153,8 @@ func TestDaemonServesAndShutsDown(t *testing.T) {
 	if code, _ := get("/healthz"); code != 200 {
 		t.Errorf("/healthz %d", code)
 	}
-	// The defaults' placeholder journey is valid but not meant: the daemon
-	// says so at start, naming the key (logged before it listens).
+	// The placeholder journey is valid but not meant: the daemon says so at
+	// start, naming the key (logged before it listens).
 	if !strings.Contains(logs.String(), `"msg":"config warning","warning":"queries.probes.sli.rotate.journey_ids: holds the placeholder`) {
 		t.Errorf("no config warning for the placeholder journey logged:\n%s", logs.String())
 	}
