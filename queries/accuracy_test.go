@@ -63,12 +63,15 @@ func TestContinuousAccuracy(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
+	noise := testenv.SchedulerNoise()
 	go func() { done <- s.Run(ctx) }()
 	testenv.WaitFor(t, 30*time.Second, "45 requests with evidence", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(got["sli_evidence"]) >= 45
 	})
+	woke := noise() // what a busy machine adds to each latency: see TestConcurrencyAccuracy
+	t.Logf("wake-up delay p99 during the run: %s", woke)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -90,7 +93,7 @@ func TestContinuousAccuracy(t *testing.T) {
 		for id, lat := range got[name] {
 			m.add(lat, truth[id])
 		}
-		m.compare(t, "continuous "+name, 5*time.Millisecond)
+		m.compare(t, "continuous "+name, 5*time.Millisecond+2*woke)
 		truthP50[i] = percentiles(slices.Clone(m.truth)).P50
 	}
 
@@ -137,7 +140,12 @@ func TestConcurrencyAccuracy(t *testing.T) {
 	p := newProbe(t, c, "sli", 240)
 	var log sampleLog
 	l := Load{Clients: 240, Rate: 200, Duration: 2 * time.Second, MaxWait: 10 * time.Second, WarmUp: true}
-	if err := RunLoad(context.Background(), p, l, log.observe); err != nil {
+	noise := testenv.SchedulerNoise()
+	err := RunLoad(context.Background(), p, l, log.observe)
+	// How late this process woke up during the run: what a busy machine adds
+	// to every send and every measured latency, whatever the code does.
+	woke := noise()
+	if err != nil {
 		t.Fatal(err)
 	}
 	if len(log.samples) != l.Requests() {
@@ -154,7 +162,7 @@ func TestConcurrencyAccuracy(t *testing.T) {
 		if s.Result.Outcome != probes.OutcomeSuccess {
 			t.Fatalf("request %d: %s %v", s.Seq, s.Result.Outcome, s.Result.Err)
 		}
-		if s.Start.Equal(s.Due) && s.Result.Sent.Sub(s.Due) > time.Millisecond {
+		if s.Start.Equal(s.Due) && s.Result.Sent.Sub(s.Due) > time.Millisecond+woke {
 			late++ // waited for a client: the wait counts, and is not the server's
 		}
 		m.add(s.Latency(), truth[s.Result.RequestID])
@@ -167,7 +175,10 @@ func TestConcurrencyAccuracy(t *testing.T) {
 	if n := maxInFlight(log.samples); n < 190 {
 		t.Errorf("at most %d requests in flight, want about 200", n)
 	}
-	m.compare(t, "200 in flight", 5*time.Millisecond)
+	// 5 ms on a quiet machine; on a loaded one, plus twice the wake-up delay
+	// measured beside the run (each latency has two wake-ups: send, answer).
+	t.Logf("wake-up delay p99 during the run: %s", woke)
+	m.compare(t, "200 in flight", 5*time.Millisecond+2*woke)
 }
 
 // maxInFlight is the largest number of requests sent and not yet answered at

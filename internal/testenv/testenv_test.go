@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -97,5 +98,27 @@ func TestKafka(t *testing.T) {
 	testenv.Produce(t, cl, &kgo.Record{Partition: 1, Value: []byte("v")})
 	if hw := c.PartitionInfo("t", 1).HighWatermark; hw != 1 {
 		t.Errorf("high watermark %d, want 1", hw)
+	}
+}
+
+// TestSchedulerNoiseSeesAStarvedProcess: with the process's only P held by a
+// busy goroutine, the noise goroutine wakes up late, and the p99 says so.
+func TestSchedulerNoiseSeesAStarvedProcess(t *testing.T) {
+	prev := runtime.GOMAXPROCS(1)
+	defer runtime.GOMAXPROCS(prev)
+	stop := testenv.SchedulerNoise()
+	// Busy loops that yield only at preemption (every ~10 ms), several times.
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for end := time.Now().Add(200 * time.Millisecond); time.Now().Before(end); {
+			}
+		}()
+	}
+	wg.Wait()
+	if got := stop(); got < time.Millisecond {
+		t.Errorf("wake-up delay p99 %s with the process starved, want at least 1ms", got)
 	}
 }
