@@ -9,7 +9,8 @@ import (
 )
 
 // Handler serves /metrics from the canary's own registry, /healthz (the
-// process is alive) and /readyz (Kafka and every observer answered once),
+// process is alive) and /readyz (markers acknowledged by Kafka on every
+// partition, and every observer answered once),
 // and /debug/pprof/ only with withPProf (http.pprof): a profile costs the
 // canary CPU, and whoever reaches the port could ask for one.
 func Handler(g prometheus.Gatherer, ready func() error, withPProf bool) http.Handler {

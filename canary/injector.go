@@ -39,6 +39,12 @@ type InjectorConfig struct {
 	Round func(at time.Time)
 	// MaxMarkers stops injection after this many attempts (0: no limit).
 	MaxMarkers int
+	// AckTimeout is how long a marker may wait for its acknowledgement
+	// before the ingest SLI counts it failed (0: until its produce fails).
+	AckTimeout time.Duration
+	// IngestChanged, if set, is called when injection starts or stops
+	// working (slo_canary_ingest_up changes); see Injector.Healthy.
+	IngestChanged func(up bool)
 }
 
 // Injector produces, every 1/Rate seconds, one marker to every partition of the
@@ -54,6 +60,8 @@ type Injector struct {
 	mu         sync.Mutex
 	partitions []int32
 	ready      bool
+
+	health *ingestHealth // slo_canary_ingest_up and the ingest SLI
 
 	sent     atomic.Uint64 // acknowledged markers, for the summary line
 	attempts int           // markers attempted, owned by Run
@@ -76,8 +84,13 @@ func NewInjector(cfg InjectorConfig) (*Injector, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Injector{cfg: cfg, adm: kadm.NewClient(cfg.Client), seqs: map[int32]uint64{}}, nil
+	return &Injector{cfg: cfg, adm: kadm.NewClient(cfg.Client), seqs: map[int32]uint64{},
+		health: newIngestHealth(cfg.Metrics, cfg.Logger, cfg.IngestChanged, cfg.AckTimeout)}, nil
 }
+
+// Healthy is nil while markers are produced and acknowledged on every known
+// partition of the ingest topic (slo_canary_ingest_up is 1), else why not.
+func (in *Injector) Healthy() error { return in.health.Err() }
 
 // Ready reports whether partitions have been discovered at least once.
 func (in *Injector) Ready() bool {
@@ -114,13 +127,19 @@ func (in *Injector) Run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	refresh := time.NewTicker(in.cfg.MetadataRefresh)
-	defer refresh.Stop()
-	in.discover(ctx)
+	// The metadata is refreshed beside the rounds, not between them: a
+	// cluster that does not answer must not hold the rounds up, for every
+	// round the canary meant to send counts in the ingest SLI.
+	changed := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); in.discoverEvery(ctx, changed) }()
+	defer wg.Wait()
 
 	var (
 		tick  *time.Ticker
 		every time.Duration
+		told  int // partitions in the latest "injecting markers" line
 	)
 	defer func() {
 		if tick != nil {
@@ -129,7 +148,9 @@ func (in *Injector) Run(ctx context.Context) error {
 	}()
 	for {
 		parts := in.Partitions()
-		if iv := in.interval(len(parts)); iv != every {
+		// Without partitions the rounds keep their pace (as for the last
+		// known count, at least one marker a round), each a failed attempt.
+		if iv := in.interval(max(len(parts), in.health.roundSize())); iv != every {
 			every = iv
 			if tick != nil {
 				tick.Stop()
@@ -137,8 +158,11 @@ func (in *Injector) Run(ctx context.Context) error {
 			}
 			if every > 0 {
 				tick = time.NewTicker(every)
-				in.cfg.Logger.Info("injecting markers", "partitions", len(parts), "every", every)
 			}
+		}
+		if len(parts) > 0 && len(parts) != told {
+			told = len(parts)
+			in.cfg.Logger.Info("injecting markers", "partitions", len(parts), "every", every)
 		}
 		var tc <-chan time.Time
 		if tick != nil {
@@ -147,10 +171,14 @@ func (in *Injector) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-refresh.C:
-			in.discover(ctx)
+		case <-changed:
 		case <-tc:
 			at := in.cfg.Now()
+			in.health.sweep(at)
+			if len(parts) == 0 {
+				in.health.missed()
+				continue
+			}
 			for _, p := range parts {
 				if in.cfg.MaxMarkers > 0 && in.attempts >= in.cfg.MaxMarkers {
 					break
@@ -174,6 +202,25 @@ func (in *Injector) Run(ctx context.Context) error {
 	}
 }
 
+// discoverEvery refreshes the partitions now and every MetadataRefresh until
+// ctx is cancelled, and tells changed after each refresh.
+func (in *Injector) discoverEvery(ctx context.Context, changed chan<- struct{}) {
+	refresh := time.NewTicker(in.cfg.MetadataRefresh)
+	defer refresh.Stop()
+	for {
+		in.discover(ctx)
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-refresh.C:
+		}
+	}
+}
+
 // discover refreshes the ingest topic's partitions. On failure it keeps the
 // last known list: a metadata hiccup must not stop the markers.
 func (in *Injector) discover(ctx context.Context) {
@@ -186,16 +233,19 @@ func (in *Injector) discover(ctx context.Context) {
 	if err != nil {
 		if ctx.Err() == nil || !errors.Is(err, context.Canceled) {
 			in.cfg.Logger.Warn("ingest topic metadata failed; keeping the last known partitions", "topic", in.cfg.Topic, "err", err)
+			in.health.metadataFailed(err)
 		}
 		return
 	}
 	t, ok := td[in.cfg.Topic]
 	if !ok {
 		in.cfg.Logger.Warn("ingest topic not found", "topic", in.cfg.Topic)
+		in.health.metadataFailed(fmt.Errorf("%w: %s", errTopicNotFound, in.cfg.Topic))
 		return
 	}
 	parts := t.Partitions.Numbers()
 	slices.Sort(parts)
+	in.health.partitions(parts)
 	in.mu.Lock()
 	changed := !slices.Equal(parts, in.partitions)
 	in.partitions = parts
@@ -253,6 +303,7 @@ func (in *Injector) send(ctx context.Context, partition int32) {
 		in.cfg.Logger.Error("encode marker", "marker_id", m.ID, "err", err)
 		return
 	}
+	in.health.sent(m.ID, partition, m.SentAt)
 	// TryProduce never blocks: a full buffer means Kafka is not keeping up, and
 	// the canary must not pile up behind it.
 	in.cfg.Client.TryProduce(ctx, rec, promise)
@@ -263,10 +314,13 @@ func (in *Injector) produced(m Marker, err error) {
 	if in.cfg.Sent != nil {
 		in.cfg.Sent(m, err)
 	}
+	in.health.produced(m.ID, m.Partition, err)
 	if err != nil {
 		reason := ProduceFailureReason(err)
 		in.cfg.Metrics.ProduceFailures.WithLabelValues(reason).Inc()
-		in.cfg.Logger.Warn("marker produce failed", "marker_id", m.ID, "partition", m.Partition, "reason", reason, "err", err)
+		// One line per marker would flood the log while Kafka is away: the
+		// ingest health logs the failure once, and again when it changes.
+		in.cfg.Logger.Debug("marker produce failed", "marker_id", m.ID, "partition", m.Partition, "reason", reason, "err", err)
 		return
 	}
 	in.sent.Add(1)

@@ -67,6 +67,10 @@ type Metrics struct {
 	StageDeadline    *prometheus.GaugeVec
 	StageReady       *prometheus.GaugeVec
 	LastMarkerSentTS prometheus.Gauge
+	IngestUp         prometheus.Gauge
+	IngestErrors     *prometheus.CounterVec
+	IngestSLITotal   prometheus.Counter
+	IngestSLIGood    prometheus.Counter
 }
 
 // NewMetrics registers the canary's metrics with reg for the given stages.
@@ -125,12 +129,23 @@ func NewMetrics(reg prometheus.Registerer, stages []string) *Metrics {
 		StageDeadline: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: "slo_canary", Name: "stage_deadline_seconds",
 			Help: "Time after which a marker not seen at the stage is lost."}, stage),
 		StageReady: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: "slo_canary", Name: "stage_ready",
-			Help: "1 once the stage's observer has answered successfully."}, stage),
+			Help: "1 while the stage is measured: its observer has answered successfully, and markers are acknowledged by Kafka (slo_canary_ingest_up; with canary.rate 0, the observer alone)."}, stage),
 		LastMarkerSentTS: f.NewGauge(prometheus.GaugeOpts{Namespace: "slo_canary", Name: "last_marker_sent_timestamp_seconds",
 			Help: "Unix time of the latest acknowledged marker."}),
+		IngestUp: f.NewGauge(prometheus.GaugeOpts{Namespace: "slo_canary", Name: "ingest_up",
+			Help: "1 while markers are produced and acknowledged on every known partition of the ingest topic; 0 while none is known, the latest marker of some partition failed, or none was acknowledged yet. The log says why (\"marker injection failing\")."}),
+		IngestErrors: f.NewCounterVec(prometheus.CounterOpts{Namespace: "slo_canary", Name: "ingest_errors_total",
+			Help: "Markers the canary meant to send that Kafka did not acknowledge, by reason: connect (no broker reachable), auth (SASL or TLS refused, or not authorised), unknown_topic, no_partitions (the metadata lists none), produce (any other produce failure)."}, []string{"reason"}),
+		IngestSLITotal: f.NewCounter(prometheus.CounterOpts{Namespace: "slo_canary", Name: "ingest_sli_total",
+			Help: "Markers the canary meant to send (SLI total events): one per known partition per round; while no partition is known, max(1, the last known partition count) per round."}),
+		IngestSLIGood: f.NewCounter(prometheus.CounterOpts{Namespace: "slo_canary", Name: "ingest_sli_good_total",
+			Help: "Markers acknowledged by Kafka (SLI good events)."}),
 	}
 	for _, r := range ProduceFailureReasons {
 		m.ProduceFailures.WithLabelValues(r)
+	}
+	for _, r := range IngestErrorReasons {
+		m.IngestErrors.WithLabelValues(r)
 	}
 	for _, r := range NotSentReasons {
 		m.NotSent.WithLabelValues(r)

@@ -63,6 +63,7 @@ type Service struct {
 	injector *Injector
 	start    time.Time
 	run      string
+	readyMu  sync.Mutex // orders the writes of slo_canary_stage_ready
 }
 
 // stage is one observer and what the service knows of it.
@@ -238,6 +239,10 @@ func (s *Service) buildInjector(maxMarkers int) error {
 		Sent:            s.hooks.Sent,
 		Round:           s.roundSent,
 		MaxMarkers:      maxMarkers,
+		IngestChanged:   func(bool) { s.stageReadiness() },
+		// kgo fails a marker at the produce timeout, unless it cannot tell
+		// whether a lost broker wrote it; a second later it is judged.
+		AckTimeout: c.ProduceTimeout + time.Second,
 	})
 	if err != nil {
 		s.client.Close()
@@ -522,7 +527,7 @@ func (s *Service) poll(ctx context.Context, st *stage) {
 		} else {
 			sinceOK = start
 			if st.ready.CompareAndSwap(false, true) {
-				s.metrics.StageReady.WithLabelValues(st.name).Set(1)
+				s.stageReadiness()
 				s.log.Info("stage ready", "stage", st.name)
 			}
 		}
@@ -613,11 +618,38 @@ func (s *Service) lag(st *stage, r Result) {
 	st.mu.Unlock()
 }
 
-// Ready is nil once Kafka and every observer have answered once.
+// injecting reports whether markers reach Kafka, as far as readiness goes:
+// always when injection is off (canary.rate 0), where a stage measures
+// what bursts send.
+func (s *Service) injecting() error {
+	if s.cfg.Canary.Rate <= 0 {
+		return nil
+	}
+	return s.injector.Healthy()
+}
+
+// stageReadiness sets slo_canary_stage_ready: a stage is measured while its
+// observer has answered and markers reach Kafka. A stage that answers but
+// gets no markers measures nothing, and must not read as ready.
+func (s *Service) stageReadiness() {
+	s.readyMu.Lock()
+	defer s.readyMu.Unlock()
+	injecting := s.injecting() == nil
+	for _, st := range s.stages {
+		v := 0.0
+		if injecting && st.ready.Load() {
+			v = 1
+		}
+		s.metrics.StageReady.WithLabelValues(st.name).Set(v)
+	}
+}
+
+// Ready is nil while markers are acknowledged by Kafka on every partition
+// (unless injection is off) and once every observer has answered.
 func (s *Service) Ready() error {
 	var errs []error
-	if s.cfg.Canary.Rate > 0 && !s.injector.Ready() {
-		errs = append(errs, errors.New("kafka: ingest topic metadata not loaded yet"))
+	if err := s.injecting(); err != nil {
+		errs = append(errs, err)
 	}
 	for _, st := range s.stages {
 		if !st.ready.Load() {

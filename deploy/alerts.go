@@ -205,5 +205,31 @@ sum by (namespace, job, stage) (rate(slo_canary_observer_polls_total[%[1]s]))
 				"slo-canary cannot write its checkpoint",
 				fmt.Sprintf("{{ $value | humanize }} checkpoint writes or reads of the state file failed in the last %s, and they have kept failing for %s: after a restart, markers in flight may be counted as unmeasured instead of judged.", p.d(5*time.Minute), p.d(10*time.Minute))),
 		},
+		{
+			Alert: "SLOCanaryBlind",
+			// The time since the latest acknowledged marker, or since the
+			// process started if none was acknowledged since: a restart
+			// resets the gauge, and a fresh canary gets the same grace as a
+			// running one. Whatever the cause, even one the ingest SLI
+			// cannot count (injection off or stuck, the tracker full).
+			Expr: fmt.Sprintf(`time()
+-
+(
+  max by (namespace, job, instance) (slo_canary_last_marker_sent_timestamp_seconds{job=%[1]q})
+    > on (namespace, job, instance)
+  max by (namespace, job, instance) (process_start_time_seconds{job=%[1]q})
+  or
+  max by (namespace, job, instance) (process_start_time_seconds{job=%[1]q})
+)
+> %[2]s
+and on (namespace, job, instance)
+%[3]s == 1`, p.CanaryJob, formatFloat(p.scaled(p.BlindAfter).Seconds()), up),
+			Labels: map[string]string{"severity": SeverityTicket},
+			Annotations: p.annotations("SLOCanaryBlind",
+				"slo-canary {{ $labels.instance }} has had no marker acknowledged for {{ $value | humanizeDuration }}",
+				fmt.Sprintf("slo-canary at {{ $labels.instance }} is up but Kafka has acknowledged none of its markers for {{ $value | humanizeDuration }} (more than %s): it injects nothing, so no freshness alert can fire. "+
+					"Kafka is down or refuses writes, or the canary's own configuration or network keeps it from Kafka (slo_canary_ingest_errors_total by reason, and its log: \"marker injection failing\"), "+
+					"or injection is off (canary.rate 0) or held back (slo_canary_markers_not_sent_total).", p.d(p.BlindAfter))),
+		},
 	}
 }

@@ -148,8 +148,11 @@ func BuildDashboard(p Params) (*Dashboard, error) {
 	d.row("Service level objectives")
 	for _, s := range p.slis() {
 		sel := selInst + ", " + s.by + `=~"$` + s.by + `"`
-		if s.name == "freshness" {
+		switch {
+		case s.name == "freshness":
 			sel = selInst + ", " + stageSLO
+		case s.by == "instance":
+			sel = selInst
 		}
 		budget := formatFloat(1 - s.objective)
 		sliExpr := fmt.Sprintf("sum by (%[1]s) (increase(%[2]s{%[4]s}[%[5]s]))\n/\nsum by (%[1]s) (increase(%[3]s{%[4]s}[%[5]s]))",

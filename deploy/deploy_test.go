@@ -288,6 +288,7 @@ func TestAlertConventions(t *testing.T) {
 func TestBudgetsAreParameters(t *testing.T) {
 	p := DefaultParams()
 	p.FreshnessObjective, p.QueryObjective, p.ProduceFailureRatio = 0.999, 0.9, 0.07
+	p.IngestObjective, p.BlindAfter = 0.995, 20*time.Minute
 	groups, err := Rules(p)
 	if err != nil {
 		t.Fatal(err)
@@ -305,6 +306,13 @@ func TestBudgetsAreParameters(t *testing.T) {
 				if r.Expr != "vector(0.9)" {
 					t.Errorf("query objective: %s", r.Expr)
 				}
+			case ObjectiveRecord("ingest_availability"):
+				if r.Expr != "vector(0.995)" {
+					t.Errorf("ingest objective: %s", r.Expr)
+				}
+			}
+			if r.Alert == "SLOCanaryBlind" && !strings.Contains(r.Expr, "> 1200\n") {
+				t.Errorf("SLOCanaryBlind does not judge BlindAfter (20m): %s", r.Expr)
 			}
 			if strings.Contains(r.Alert, "BudgetBurn") && !strings.Contains(r.Expr, "(1 - slo_canary:") {
 				t.Errorf("%s does not read its objective from the recording rule: %s", r.Alert, r.Expr)
@@ -314,7 +322,7 @@ func TestBudgetsAreParameters(t *testing.T) {
 	// With the objectives moved, the default ones (and their budgets) appear
 	// nowhere outside label values.
 	exprs := regexp.MustCompile(`"[^"]*"`).ReplaceAllString(all.String(), `""`)
-	for _, literal := range []string{"0.99", "0.95", "0.01", "0.05"} {
+	for _, literal := range []string{"0.99", "0.95", "0.01", "0.05", "0.001", "600"} {
 		if regexp.MustCompile(`(^|[^0-9.])` + regexp.QuoteMeta(literal) + `($|[^0-9])`).MatchString(exprs) {
 			t.Errorf("an expression holds the literal %s; objectives must come from Params", literal)
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -105,6 +106,15 @@ func TestEndToEndAlerting(t *testing.T) {
 		t.Fatalf("%d freshness pages while healthy", n)
 	}
 
+	// Healthy: markers reach Kafka. The ingest SLI has events, all good, and
+	// neither its burn nor SLOCanaryBlind is pending, once the canary has run
+	// past the (scaled) blind window.
+	prom.waitFor(t, "a healthy ingest error ratio", 30*time.Second,
+		`slo_canary:ingest_availability_sli_error_ratio:rate1h{job="slo-canary"} == 0`, nonEmpty)
+	prom.waitFor(t, "the canary running past the blind window", 30*time.Second,
+		fmt.Sprintf(`time() - process_start_time_seconds{job="slo-canary"} > %v`, (DefaultParams().BlindAfter/e2eTimeScale).Seconds()), nonEmpty)
+	noIngestAlerts(t, prom, "while healthy")
+
 	// A delay past the budget: every marker is late. The page arrives.
 	if err := tb.Pipeline.SetFaults(testbed.Faults{Delay: 8 * time.Second}); err != nil {
 		t.Fatal(err)
@@ -136,6 +146,18 @@ func TestEndToEndAlerting(t *testing.T) {
 	cleared := time.Now()
 	hook.wait(t, 120*time.Second, "/page", "SLOScoutFreshnessBudgetBurnFast", "resolved")
 	t.Logf("resolved after %v", time.Since(cleared).Round(time.Second))
+
+	// A slow pipeline is no ingest fault: markers were acknowledged all along.
+	noIngestAlerts(t, prom, "at any moment of the test")
+}
+
+// noIngestAlerts fails if the ingest-availability burn or SLOCanaryBlind
+// was pending or firing at any evaluation of the last hour (the whole test).
+func noIngestAlerts(t *testing.T, prom *prometheus, when string) {
+	t.Helper()
+	if got := prom.query(t, `count_over_time(ALERTS{alertname=~"SLOScoutIngestAvailability.*|SLOCanaryBlind"}[1h])`); len(got) > 0 {
+		t.Fatalf("ingest alerts %s on a healthy testbed: %v", when, got)
+	}
 }
 
 // --- the reference pipeline and the canary ---
@@ -178,9 +200,6 @@ func startTestbed(t *testing.T, dir string) testbed.ServeInfo {
 func startCanary(t *testing.T, bin, configPath, dir string) string {
 	t.Helper()
 	return runCanary(t, bin, configPath,
-		"SLO_CANARY_HTTP_LISTEN=127.0.0.1:0",
-		"SLO_CANARY_LOG_FORMAT=json",
-		"SLO_CANARY_LOG_LEVEL=info",
 		"SLO_CANARY_CANARY_FRESHNESS_BUDGET=5s",
 		"SLO_CANARY_CANARY_DEADLINE=15s",
 		"SLO_CANARY_OBSERVERS_CAPSULES_DEADLINE=15s",
@@ -193,14 +212,17 @@ func startCanary(t *testing.T, bin, configPath, dir string) string {
 	)
 }
 
-// runCanary runs `slo-canary run --config configPath` with env added to the
-// test's environment and returns its listen address, read from its
-// "slo-canary started" log line (it listens on port 0; env must make the
-// log JSON at level info).
+// runCanary runs `slo-canary run` with env added and returns its listen
+// address, read from its "slo-canary started" log line.
 func runCanary(t *testing.T, bin, configPath string, env ...string) string {
 	t.Helper()
 	cmd := exec.Command(bin, "run", "--config", configPath)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(os.Environ(),
+		"SLO_CANARY_HTTP_LISTEN=127.0.0.1:0",
+		"SLO_CANARY_LOG_FORMAT=json",
+		"SLO_CANARY_LOG_LEVEL=info",
+	)
+	cmd.Env = append(cmd.Env, env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -489,6 +511,19 @@ type prometheus struct {
 func startPrometheus(t *testing.T, bin, dir, amAddr, canaryAddr, classicAddr string) *prometheus {
 	t.Helper()
 	p := DefaultParams()
+	jobs := map[string][]string{p.CanaryJob: {canaryAddr}}
+	if classicAddr != "" { // "": no text-only job
+		jobs[p.CanaryJob+"-classic"] = []string{classicAddr}
+	}
+	return startPrometheusJobs(t, bin, dir, amAddr, jobs)
+}
+
+// startPrometheusJobs runs Prometheus with the generated rules (scaled),
+// scraping every job's targets with namespace slo-scout, and sending alerts
+// to Alertmanager at amAddr ("": none).
+func startPrometheusJobs(t *testing.T, bin, dir, amAddr string, jobs map[string][]string) *prometheus {
+	t.Helper()
+	p := DefaultParams()
 	p.TimeScale = e2eTimeScale
 	rules, err := RulesFile(p)
 	if err != nil {
@@ -498,25 +533,21 @@ func startPrometheus(t *testing.T, bin, dir, amAddr, canaryAddr, classicAddr str
 	if err := os.WriteFile(rulesPath, rules, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	target := func(job, addr string) map[string]any {
-		return map[string]any{"job_name": job, "static_configs": []any{map[string]any{
-			"targets": []string{addr}, "labels": map[string]string{"namespace": "slo-scout"}}}}
+	var scrapes []any
+	for _, job := range slices.Sorted(maps.Keys(jobs)) {
+		scrapes = append(scrapes, map[string]any{"job_name": job, "static_configs": []any{map[string]any{
+			"targets": jobs[job], "labels": map[string]string{"namespace": "slo-scout"}}}})
 	}
-	// Without an Alertmanager (amAddr "") alerts stay in Prometheus; without
-	// classicAddr there is no text-only job.
-	promCfg := map[string]any{
+	pc := map[string]any{
 		"global":         map[string]string{"scrape_interval": "1s", "evaluation_interval": "1s"},
 		"rule_files":     []string{rulesPath},
-		"scrape_configs": []any{target(p.CanaryJob, canaryAddr)},
+		"scrape_configs": scrapes,
 	}
 	if amAddr != "" {
-		promCfg["alerting"] = map[string]any{"alertmanagers": []any{map[string]any{
+		pc["alerting"] = map[string]any{"alertmanagers": []any{map[string]any{
 			"static_configs": []any{map[string]any{"targets": []string{amAddr}}}}}}
 	}
-	if classicAddr != "" {
-		promCfg["scrape_configs"] = append(promCfg["scrape_configs"].([]any), target(p.CanaryJob+"-classic", classicAddr))
-	}
-	cfg, err := yaml.Marshal(promCfg)
+	cfg, err := yaml.Marshal(pc)
 	if err != nil {
 		t.Fatal(err)
 	}

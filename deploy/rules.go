@@ -45,6 +45,14 @@ type Params struct {
 	ObserverErrorRatio  float64
 	// RunbookURL is the runbook document; each alert links to its section.
 	RunbookURL string
+	// IngestObjective is the share of the canary's markers Kafka must
+	// acknowledge (within canary.produce_timeout): the ingest-availability
+	// SLO. When the pipeline's Kafka refuses writes, the collectors' events
+	// are lost too; this is how that pages.
+	IngestObjective float64
+	// BlindAfter is how long a canary that is up may go without an
+	// acknowledged marker before SLOCanaryBlind fires.
+	BlindAfter time.Duration
 }
 
 // DefaultParams are the production parameters: SLO-Scout's promises, the
@@ -61,6 +69,8 @@ func DefaultParams() Params {
 		ProduceFailureRatio: 0.05,
 		ObserverErrorRatio:  0.5,
 		RunbookURL:          "https://github.com/slo-scout/slo-canary/blob/main/deploy/runbooks.md",
+		IngestObjective:     0.999,
+		BlindAfter:          10 * time.Minute,
 	}
 }
 
@@ -77,6 +87,10 @@ func (p Params) Validate() error {
 		return fmt.Errorf("deploy: freshness stages, canary job and runbook URL must be set")
 	case p.SLOPeriod <= 0 || p.LateWindow <= 0:
 		return fmt.Errorf("deploy: SLO period and late window must be positive")
+	case !(p.IngestObjective > 0 && p.IngestObjective < 1):
+		return fmt.Errorf("deploy: ingest objective %v is not within (0, 1)", p.IngestObjective)
+	case p.BlindAfter <= 0:
+		return fmt.Errorf("deploy: blind-after duration must be positive")
 	}
 	if _, err := regexp.Compile(p.FreshnessStages); err != nil {
 		return fmt.Errorf("deploy: freshness stages: %w", err)
@@ -141,6 +155,7 @@ type sli struct {
 	subject   string // what is counted: markers, probe queries
 	where     string // "at stage {{ $labels.stage }}"
 	bad       string // what makes one bad
+	causes    string // what to tell apart, ends the burn alerts' description
 }
 
 func (p Params) slis() []sli {
@@ -158,6 +173,18 @@ func (p Params) slis() []sli {
 			by: "probe", objective: p.QueryObjective,
 			subject: "queries", where: "of probe {{ $labels.probe }}",
 			bad: "failed or took longer than the probe's latency budget",
+		},
+		{
+			// Split by canary: each instance is its own path to Kafka, and
+			// one whose network or config is broken is told apart.
+			name: "ingest_availability", alert: "IngestAvailability",
+			good: "slo_canary_ingest_sli_good_total", total: "slo_canary_ingest_sli_total",
+			by: "instance", objective: p.IngestObjective,
+			subject: "markers", where: "from canary {{ $labels.instance }}",
+			bad: "were not acknowledged by Kafka",
+			causes: "Either Kafka is down or refuses writes (then the collectors' events are lost too), " +
+				"or the canary's own configuration or network keeps it from Kafka: slo_canary_ingest_errors_total by reason, " +
+				"and whether the pipeline's own producers fail too, tell which.",
 		},
 	}
 }
@@ -236,15 +263,19 @@ and
 	if severity == SeverityTicket {
 		pace = "faster than the " + promDuration(p.scaled(p.SLOPeriod)) + " budget allows"
 	}
+	description := fmt.Sprintf("{{ $value | humanizePercentage }} of %s %s %s over the alert's long window "+
+		"(objective %s good, error budget %s). Trips at a burn rate of %s.",
+		s.subject, s.where, s.bad, formatPercent(s.objective), formatPercent(1-s.objective), strings.Join(desc, " or "))
+	if s.causes != "" {
+		description += " " + s.causes
+	}
 	return Rule{
 		Alert:  name,
 		Expr:   strings.Join(terms, "\nor\n"),
 		Labels: map[string]string{"severity": severity, "slo": s.name},
 		Annotations: p.annotations(name,
 			fmt.Sprintf("SLO-Scout %s error budget is burning %s %s", strings.ReplaceAll(s.name, "_", " "), pace, s.where),
-			fmt.Sprintf("{{ $value | humanizePercentage }} of %s %s %s over the alert's long window "+
-				"(objective %s good, error budget %s). Trips at a burn rate of %s.",
-				s.subject, s.where, s.bad, formatPercent(s.objective), formatPercent(1-s.objective), strings.Join(desc, " or "))),
+			description),
 	}
 }
 
