@@ -285,3 +285,23 @@ func b2f(b bool) float64 {
 	}
 	return 0
 }
+
+// Leading reports whether this replica leads (self) and whether any member
+// does (false while there is no current view): the scheduler's
+// sched.Leadership.
+func (c *Coordinator) Leading() (self, any bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, any = c.leaderLocked()
+	return any && c.view.Leader == c.view.Self, any
+}
+
+// Holds reports whether this replica led in its latest view and has kept
+// its session since: a run it started as the leader may go on through a
+// rebalance that keeps it leading, and stops once another leads or the
+// session is lost (the broker may then have handed leadership on).
+func (c *Coordinator) Holds() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.led
+}
