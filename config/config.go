@@ -22,6 +22,9 @@ type Config struct {
 	ConsumerLag ConsumerLag `mapstructure:"consumer_lag"`
 	Queries     Queries     `mapstructure:"queries"` // query probes: see queries.go
 
+	// Replicas coordinated through a Kafka consumer group: see coordination.go.
+	Coordination Coordination `mapstructure:"coordination"`
+
 	// ignoredEnv are SLO_CANARY_* variables of the environment that set no
 	// key (a typo, a key that does not exist): warned about, never silent.
 	ignoredEnv []ignoredVar

@@ -69,6 +69,8 @@ func Defaults() Config {
 		Bursts:      BurstsDefaults(),
 		ConsumerLag: ConsumerLagDefaults(),
 		Queries:     QueriesDefaults(),
+
+		Coordination: CoordinationDefaults(),
 	}
 }
 

@@ -47,6 +47,7 @@ func (c *Config) Validate() error {
 	c.Bursts.validate(&p, c)
 	c.ConsumerLag.validate(&p)
 	c.Queries.validate(&p)
+	c.Coordination.validate(&p)
 	return errors.Join(p...)
 }
 

@@ -67,7 +67,7 @@ max by (namespace, job) (slo_canary_freshness_budget_seconds)`,
 			// failures: the pipeline was already unwell, and other alerts say so.
 			Expr: fmt.Sprintf(`sum by (namespace, job, profile) (increase(slo_canary_bursts_total{verdict="fail"}[%s])) > 0
 unless on (namespace, job, profile)
-max by (namespace, job, profile) (slo_canary_burst_last_verdict) == 1`, p.d(24*time.Hour)),
+%s == 1`, p.d(24*time.Hour), latestVerdict("slo_canary_burst_last_verdict", "slo_canary_burst_last_timestamp_seconds", "profile")),
 			Labels: map[string]string{"severity": SeverityTicket},
 			Annotations: p.annotations("SLOScoutBurstFailed",
 				"Burst profile {{ $labels.profile }} failed its budgets",
@@ -77,7 +77,7 @@ max by (namespace, job, profile) (slo_canary_burst_last_verdict) == 1`, p.d(24*t
 			Alert: "SLOScoutConcurrencyRunFailed",
 			Expr: fmt.Sprintf(`sum by (namespace, job, run) (increase(slo_canary_concurrency_runs_total{verdict="fail"}[%s])) > 0
 unless on (namespace, job, run)
-max by (namespace, job, run) (slo_canary_concurrency_last_verdict) == 1`, p.d(24*time.Hour)),
+%s == 1`, p.d(24*time.Hour), latestVerdict("slo_canary_concurrency_last_verdict", "slo_canary_concurrency_last_run_timestamp_seconds", "run")),
 			Labels: map[string]string{"severity": SeverityTicket},
 			Annotations: p.annotations("SLOScoutConcurrencyRunFailed",
 				"Concurrency run {{ $labels.run }} failed its budgets",
@@ -232,4 +232,23 @@ and on (namespace, job, instance)
 					"or injection is off (canary.rate 0) or held back (slo_canary_markers_not_sent_total).", p.d(p.BlindAfter))),
 		},
 	}
+}
+
+// latestVerdict is the verdict of the latest run of each profile (or run)
+// across the canary's replicas: the one from the replica whose timestamp is
+// the latest. Scheduled runs go to the coordination group's leader, so after
+// a failover an older replica still exports its own, older verdict; the
+// highest verdict of all would let an old pass hide a newer failure. Without
+// timestamps it falls back to the highest verdict.
+func latestVerdict(verdict, timestamp, label string) string {
+	by := "namespace, job, " + label
+	return fmt.Sprintf(`(
+  max by (%[1]s) (
+    %[2]s
+    and on (namespace, job, instance, %[4]s)
+    (%[3]s == on (%[1]s) group_left () max by (%[1]s) (%[3]s))
+  )
+  or
+  max by (%[1]s) (%[2]s)
+)`, by, verdict, timestamp, label)
 }

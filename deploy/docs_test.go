@@ -179,7 +179,7 @@ func flagValues(args []string, name string) []string {
 // TestDocShellBlocks runs every shell block of the READMEs (and docs/) as a
 // user would paste it, with the cluster and build tools replaced by stubs,
 // and checks what they were asked to do: the Secret gets every key the
-// Deployment reads under its real name, kubectl applies directories that
+// StatefulSet reads under its real name, kubectl applies directories that
 // exist, the image is built with the Dockerfile's version stamp and pushed
 // under the same tag, and every slo-canary command line (go run included)
 // is one the real binary accepts.
@@ -207,14 +207,14 @@ func TestDocShellBlocks(t *testing.T) {
 
 	m := build(t, "overlays/slo-scout")
 	secretKeys := map[string]bool{} // key -> required
-	for _, e := range m.deployment.Spec.Template.Spec.Containers[0].Env {
+	for _, e := range m.statefulSet.Spec.Template.Spec.Containers[0].Env {
 		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
 			ref := e.ValueFrom.SecretKeyRef
 			secretKeys[ref.Key] = ref.Optional == nil || !*ref.Optional
 		}
 	}
 	df := parseDockerfile(t)
-	image := strings.SplitN(m.deployment.Spec.Template.Spec.Containers[0].Image, ":", 2)[0]
+	image := strings.SplitN(m.statefulSet.Spec.Template.Spec.Containers[0].Image, ":", 2)[0]
 	const module = "github.com/slo-scout/slo-canary"
 
 	var canaryArgs [][]string // slo-canary command lines, for the binary
@@ -223,7 +223,7 @@ func TestDocShellBlocks(t *testing.T) {
 		switch {
 		case args[0] == "kubectl" && slices.Contains(args, "secret"):
 			if !slices.Contains(args, "slo-canary-secrets") {
-				t.Errorf("%s: the Deployment reads the Secret slo-canary-secrets", c)
+				t.Errorf("%s: the StatefulSet reads the Secret slo-canary-secrets", c)
 			}
 			if ns := flagValues(args, "-n"); !slices.Equal(ns, []string{"slo-scout"}) {
 				t.Errorf("%s: namespace %v, want the overlay's slo-scout", c, ns)
@@ -233,7 +233,7 @@ func TestDocShellBlocks(t *testing.T) {
 				k, v, _ := strings.Cut(kv, "=")
 				got[k] = true
 				if _, ok := secretKeys[k]; !ok {
-					t.Errorf("%s: key %q is not one the Deployment reads (%v)", c, k, secretKeys)
+					t.Errorf("%s: key %q is not one the StatefulSet reads (%v)", c, k, secretKeys)
 				}
 				if v == "" {
 					t.Errorf("%s: key %q without a value", c, k)

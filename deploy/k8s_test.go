@@ -28,7 +28,7 @@ type manifests struct {
 	configMap      *corev1.ConfigMap
 	dashboard      *corev1.ConfigMap // the overlay's Grafana dashboard
 	service        *corev1.Service
-	deployment     *appsv1.Deployment
+	statefulSet    *appsv1.StatefulSet
 	pdb            *policyv1.PodDisruptionBudget
 	netpol         *networkingv1.NetworkPolicy
 	serviceMonitor *monitoringv1.ServiceMonitor
@@ -58,7 +58,7 @@ func build(t *testing.T, dir string) *manifests {
 			"ServiceAccount":      &m.sa,
 			"ConfigMap":           &m.configMap,
 			"Service":             &m.service,
-			"Deployment":          &m.deployment,
+			"StatefulSet":         &m.statefulSet,
 			"PodDisruptionBudget": &m.pdb,
 			"NetworkPolicy":       &m.netpol,
 			"ServiceMonitor":      &m.serviceMonitor,
@@ -71,7 +71,7 @@ func build(t *testing.T, dir string) *manifests {
 			t.Errorf("%s: unexpected kind in %s", name, dir)
 			continue
 		}
-		ptr := reflect.ValueOf(into).Elem() // e.g. **appsv1.Deployment
+		ptr := reflect.ValueOf(into).Elem() // e.g. **appsv1.StatefulSet
 		if !ptr.IsNil() {
 			t.Errorf("%s: a second %s in %s", name, r.GetKind(), dir)
 		}
@@ -81,7 +81,7 @@ func build(t *testing.T, dir string) *manifests {
 	}
 	for kind, got := range map[string]bool{
 		"ServiceAccount": m.sa != nil, "ConfigMap": m.configMap != nil, "Service": m.service != nil,
-		"Deployment": m.deployment != nil, "PodDisruptionBudget": m.pdb != nil, "NetworkPolicy": m.netpol != nil,
+		"StatefulSet": m.statefulSet != nil, "PodDisruptionBudget": m.pdb != nil, "NetworkPolicy": m.netpol != nil,
 		"ServiceMonitor": m.serviceMonitor != nil, "PrometheusRule": m.rule != nil,
 	} {
 		if !got {
@@ -111,7 +111,7 @@ func TestKustomizeOverlay(t *testing.T) {
 	if !reflect.DeepEqual(m.namespaces, map[string]bool{"slo-scout": true}) {
 		t.Errorf("overlay namespaces %v, want slo-scout only", m.namespaces)
 	}
-	if img := m.deployment.Spec.Template.Spec.Containers[0].Image; !strings.HasPrefix(img, "ghcr.io/slo-scout/slo-canary:") || strings.HasSuffix(img, ":latest") {
+	if img := m.statefulSet.Spec.Template.Spec.Containers[0].Image; !strings.HasPrefix(img, "ghcr.io/slo-scout/slo-canary:") || strings.HasSuffix(img, ":latest") {
 		t.Errorf("overlay image %s: want a pinned tag", img)
 	}
 	checkManifests(t, m)
@@ -161,11 +161,11 @@ var secretEnv = map[string]string{
 }
 
 func checkManifests(t *testing.T, m *manifests) {
-	d := m.deployment
+	d := m.statefulSet
 	pod := d.Spec.Template.Spec
 	podLabels := labels.Set(d.Spec.Template.Labels)
-	if d.Spec.Replicas == nil || *d.Spec.Replicas != 1 {
-		t.Errorf("replicas %v, want 1: the instance name must be unique per replica", d.Spec.Replicas)
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != 2 {
+		t.Errorf("replicas %v, want 2: one replica is a blind spot on every rollout and drain", d.Spec.Replicas)
 	}
 	if pod.EnableServiceLinks == nil || *pod.EnableServiceLinks {
 		t.Errorf("enableServiceLinks %v, want false: the Service slo-canary would put SLO_CANARY_SERVICE_HOST and the like in the config's namespace", pod.EnableServiceLinks)
@@ -173,8 +173,25 @@ func checkManifests(t *testing.T, m *manifests) {
 	if pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken {
 		t.Errorf("automountServiceAccountToken %v, want false: the canary never talks to the Kubernetes API", pod.AutomountServiceAccountToken)
 	}
-	if d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
-		t.Errorf("strategy %s, want Recreate: two pods must never run under one instance name", d.Spec.Strategy.Type)
+	// A StatefulSet replaces a pod, never runs two under one name: rolling
+	// one at a time keeps the other replica measuring.
+	if d.Spec.UpdateStrategy.Type != appsv1.RollingUpdateStatefulSetStrategyType ||
+		(d.Spec.UpdateStrategy.RollingUpdate != nil && d.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable != nil &&
+			d.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable.IntValue() != 1) {
+		t.Errorf("update strategy %+v, want RollingUpdate one pod at a time", d.Spec.UpdateStrategy)
+	}
+	if d.Spec.PodManagementPolicy != appsv1.ParallelPodManagement {
+		t.Errorf("podManagementPolicy %q, want Parallel: the replicas need no start order", d.Spec.PodManagementPolicy)
+	}
+	spread := false
+	for _, c := range pod.TopologySpreadConstraints {
+		if c.TopologyKey == "kubernetes.io/hostname" && c.MaxSkew == 1 && c.LabelSelector != nil &&
+			labels.SelectorFromSet(c.LabelSelector.MatchLabels).Matches(podLabels) {
+			spread = true
+		}
+	}
+	if !spread {
+		t.Errorf("topologySpreadConstraints %+v: want the replicas spread across nodes", pod.TopologySpreadConstraints)
 	}
 	if sel := labels.SelectorFromSet(d.Spec.Selector.MatchLabels); !sel.Matches(podLabels) {
 		t.Errorf("deployment selector %v does not match its pods %v", sel, podLabels)
@@ -264,7 +281,7 @@ func checkManifests(t *testing.T, m *manifests) {
 	}
 	for name := range secretEnv {
 		if !got[name] {
-			t.Errorf("the Deployment does not pass %s from the Secret", name)
+			t.Errorf("the StatefulSet does not pass %s from the Secret", name)
 		}
 	}
 
@@ -310,6 +327,25 @@ func checkManifests(t *testing.T, m *manifests) {
 	}
 	if cfg.Canary.Instance == "" || strings.Contains(cfg.Canary.Instance, "$") {
 		t.Errorf("canary.instance %q: must be a fixed name", cfg.Canary.Instance)
+	}
+	// Each replica's instance is its pod name: distinct, and stable across
+	// restarts and rescheduling.
+	instanceEnv := config.EnvName("canary.instance")
+	fromPodName := false
+	for _, e := range c.Env {
+		if e.Name == instanceEnv {
+			fromPodName = e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.name"
+		}
+	}
+	if !fromPodName {
+		t.Errorf("%s must come from the pod name (fieldRef metadata.name)", instanceEnv)
+	}
+	t.Setenv(instanceEnv, "slo-canary-1")
+	if cfg, err := config.Load(local, nil); err != nil || cfg.Canary.Instance != "slo-canary-1" {
+		t.Errorf("with %s from the pod name: instance %q, err %v", instanceEnv, cfg.Canary.Instance, err)
+	}
+	if !cfg.Coordination.Enabled {
+		t.Error("coordination.enabled is off: the replicas would each run every scheduled burst")
 	}
 	if want := "/var/lib/slo-canary/state"; cfg.Canary.StateFile != want {
 		t.Errorf("canary.state_file %q, want %s", cfg.Canary.StateFile, want)
@@ -366,8 +402,8 @@ func checkManifests(t *testing.T, m *manifests) {
 	if m.pdb.Spec.Selector == nil || !labels.SelectorFromSet(m.pdb.Spec.Selector.MatchLabels).Matches(podLabels) {
 		t.Error("PodDisruptionBudget does not select the pods")
 	}
-	if m.pdb.Spec.MinAvailable != nil {
-		t.Error("PodDisruptionBudget with minAvailable would block node drains for a single replica")
+	if mv := m.pdb.Spec.MinAvailable; mv == nil || mv.IntValue() != 1 || m.pdb.Spec.MaxUnavailable != nil {
+		t.Errorf("PodDisruptionBudget minAvailable %v, maxUnavailable %v: want minAvailable 1, one replica always measuring", mv, m.pdb.Spec.MaxUnavailable)
 	}
 
 	// The PrometheusRule is the generated one.

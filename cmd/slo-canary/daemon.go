@@ -242,6 +242,13 @@ func buildParts(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*
 		{name: "scheduler", run: sc.Run},
 	}}
 	d := daemonDeps{cfg: cfg, reg: reg, logger: logger, scheduler: sc, service: svc}
+	cp, err := coordination(cfg, reg, logger, sc) // coordination.go: before any job is added
+	if err != nil {
+		return nil, startErr(fmt.Errorf("coordination: %w", err))
+	}
+	if cp != nil {
+		gen.parts = append(gen.parts, *cp)
+	}
 
 	gl, err := groupLag(cfg, reg, logger)
 	if err != nil {

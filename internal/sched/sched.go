@@ -1,6 +1,7 @@
 // Package sched is the one place where scheduled work starts: cron jobs
 // (bursts, query concurrency runs) with groups that keep them apart, panic
-// recovery, and an outcome counter per job.
+// recovery, and an outcome counter per job. Among replicas (package
+// canary/coord) the scheduled jobs run on the leader only.
 package sched
 
 import (
@@ -36,6 +37,8 @@ type Scheduler struct {
 	runs  *prometheus.CounterVec
 	last  *prometheus.GaugeVec
 	busy  *prometheus.GaugeVec
+	skip  *prometheus.CounterVec
+	lead  Leadership // nil: this process runs every job
 	mu    sync.Mutex
 	held  map[string]string // group -> job holding it
 	ctx   context.Context
@@ -59,6 +62,9 @@ func New(reg prometheus.Registerer, logger *slog.Logger) *Scheduler {
 			Help: "Unix time the job last started."}, []string{"task"}),
 		busy: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: "slo_canary", Name: "scheduled_job_running",
 			Help: "1 while the job runs."}, []string{"task"}),
+		skip: f.NewCounterVec(prometheus.CounterOpts{Namespace: "slo_canary", Name: "scheduled_skipped_total",
+			Help: "Scheduled jobs not run here, by reason: group_busy, not_leader (another replica leads and runs it), no_leader (a rebalance: it ran nowhere)."},
+			[]string{"task", "reason"}),
 		held:  map[string]string{},
 		ready: make(chan struct{}),
 	}
@@ -79,6 +85,11 @@ func (s *Scheduler) Add(j Job) error {
 		s.runs.WithLabelValues(j.Name, r)
 	}
 	s.busy.WithLabelValues(j.Name)
+	s.skip.WithLabelValues(j.Name, skipBusy)
+	if s.lead != nil {
+		s.skip.WithLabelValues(j.Name, skipNotLeader)
+		s.skip.WithLabelValues(j.Name, skipNoLeader)
+	}
 	return nil
 }
 
@@ -119,10 +130,15 @@ func (s *Scheduler) fire(j Job) {
 	if ctx.Err() != nil {
 		return
 	}
-	if !s.acquire(j) {
+	if !s.leading(j) || !s.acquire(j) {
 		return
 	}
 	defer s.release(j)
+	if s.lead != nil {
+		var stop func()
+		ctx, stop = s.whileLeading(ctx)
+		defer stop()
+	}
 	s.run(ctx, j)
 }
 
@@ -131,6 +147,7 @@ func (s *Scheduler) acquire(j Job) bool {
 	defer s.mu.Unlock()
 	if holder, busy := s.held[j.Group]; busy {
 		s.runs.WithLabelValues(j.Name, "skipped").Inc()
+		s.skip.WithLabelValues(j.Name, skipBusy).Inc()
 		s.log.Warn("scheduled job skipped: another job of its group is running", "job", j.Name, "group", j.Group, "running", holder)
 		return false
 	}

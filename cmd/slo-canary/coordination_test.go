@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slo-scout/slo-canary/config"
+	"github.com/slo-scout/slo-canary/internal/testenv"
+	"github.com/slo-scout/slo-canary/testbed"
+)
+
+// seriesValue reads one series from a daemon's /metrics: its value, and
+// whether it is there.
+func seriesValue(t *testing.T, url, series string) (float64, bool) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body)
+	for _, line := range strings.Split(b.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
+}
+
+// TestDaemonReplicasShareBursts: two daemons with coordination on, each
+// with its own instance, form one group of two with one leader; a burst
+// scheduled every 2 s runs on the leader only, and the other counts it left
+// to the leader.
+func TestDaemonReplicasShareBursts(t *testing.T) {
+	dsn := testenv.PostgresDSN(t)
+	p := testenv.Pipeline(t, testbed.PipelineConfig{Partitions: 2, PostgresDSN: dsn})
+	var urls []string
+	for _, instance := range []string{"canary-0", "canary-1"} {
+		c := pipelineConfig(t, p, dsn, 200*time.Millisecond, func(c *config.Config) {
+			c.Canary.Instance = instance
+			c.Coordination.Enabled = true
+			c.Coordination.SessionTimeout = 6 * time.Second
+			c.Bursts.Enabled = true
+			c.Bursts.Profiles = map[string]config.BurstProfile{"tiny": {Schedule: "@every 2s", Steps: []string{"500/s for 1s"}}}
+			c.Bursts.Budgets.RateTolerance = 0.1 // see TestGate
+			c.ConsumerLag.Enabled = false
+		})
+		urls = append(urls, startDaemon(t, daemonOpts{cfg: c}).url()+"/metrics")
+	}
+	leader := -1
+	testenv.WaitFor(t, 60*time.Second, "a group of two with one leader", func() bool {
+		leader = -1
+		for i, u := range urls {
+			if n, _ := seriesValue(t, u, "slo_canary_coordination_members"); n != 2 {
+				return false
+			}
+			if l, _ := seriesValue(t, u, "slo_canary_coordination_leader"); l == 1 {
+				if leader >= 0 {
+					return false
+				}
+				leader = i
+			}
+		}
+		return leader >= 0
+	})
+	other := urls[1-leader]
+	testenv.WaitFor(t, 60*time.Second, "a burst on the leader and ticks left to it on the other", func() bool {
+		ran, _ := seriesValue(t, urls[leader], `slo_canary_scheduled_runs_total{result="success",task="burst_tiny"}`)
+		left, _ := seriesValue(t, other, `slo_canary_scheduled_skipped_total{reason="not_leader",task="burst_tiny"}`)
+		return ran >= 1 && left >= 2
+	})
+	for _, result := range []string{"success", "failure", "panic"} {
+		if n, _ := seriesValue(t, other, `slo_canary_scheduled_runs_total{result="`+result+`",task="burst_tiny"}`); n != 0 {
+			t.Errorf("the replica that does not lead counts %v runs with result %s", n, result)
+		}
+	}
+	if n, _ := seriesValue(t, other, `slo_canary_bursts_total{profile="tiny",verdict="pass"}`); n != 0 {
+		t.Errorf("the replica that does not lead ran %v bursts", n)
+	}
+}
