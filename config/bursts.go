@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -35,6 +36,10 @@ type Bursts struct {
 	Budgets   BurstBudgets            `mapstructure:"budgets"`
 	Load      BurstLoad               `mapstructure:"load"`
 	Profiles  map[string]BurstProfile `mapstructure:"profiles"`
+
+	// ContractRate is the steady rate the pipeline promises, N/s or N/min:
+	// a capacity search's headroom is its sustainable rate over this.
+	ContractRate string `mapstructure:"contract_rate"`
 }
 
 // BurstGuard aborts a burst, or keeps one from starting, when the pipeline is
@@ -90,6 +95,129 @@ type BurstProfile struct {
 	// Steps run one after the other, each "RATE for DURATION", with RATE as
 	// N/s or N/min: "100000/min for 5m".
 	Steps []string `mapstructure:"steps"`
+	// Search, when its max is set, makes the profile a capacity search
+	// instead of fixed steps: the highest rate the pipeline sustains.
+	Search BurstSearch `mapstructure:"search"`
+}
+
+// BurstSearch configures a capacity search: steps of StepDuration, doubling
+// from Start while they pass, then bisecting between the last pass and the
+// first fail until they are within Precision of each other, never above Max
+// (nor bursts.max_rate).
+type BurstSearch struct {
+	// Start and Max are rates, N/s or N/min; Max turns the search on. Start
+	// defaults to a sixteenth of Max.
+	Start string `mapstructure:"start"`
+	Max   string `mapstructure:"max"`
+	// StepDuration is how long each step's load is held; 0: 1m.
+	StepDuration time.Duration `mapstructure:"step_duration"`
+	// Precision is how close the last pass and the first fail must be, as a
+	// fraction of the first fail; 0: 0.1.
+	Precision float64 `mapstructure:"precision"`
+	// Timeout caps the whole search, drains included; 0: 1h.
+	Timeout time.Duration `mapstructure:"timeout"`
+	// BacklogTolerance is how fast the watched consumer groups may fall
+	// behind during a step, and how far the sink's processing rate may fall
+	// short of the produce rate, as a fraction of the step's rate; 0: 0.05.
+	BacklogTolerance float64 `mapstructure:"backlog_tolerance"`
+}
+
+// Search defaults, for zero fields.
+const (
+	DefaultSearchStepDuration     = time.Minute
+	DefaultSearchPrecision        = 0.1
+	DefaultSearchTimeout          = time.Hour
+	DefaultSearchBacklogTolerance = 0.05
+)
+
+// DefaultContractRate is SLO-Scout's steady throughput promise.
+const DefaultContractRate = "100000/min"
+
+// Search is a parsed BurstSearch, defaults applied.
+type Search struct {
+	Start, Max       float64 // events per second
+	StepDuration     time.Duration
+	Precision        float64
+	Timeout          time.Duration
+	BacklogTolerance float64
+}
+
+// Enabled says whether the profile is a capacity search.
+func (s BurstSearch) Enabled() bool { return s.Max != "" || s.Start != "" }
+
+// Parse reads the search's rates and applies the defaults. key prefixes the
+// errors (bursts.profiles.NAME.search).
+func (s BurstSearch) Parse(key string) (Search, error) {
+	out := Search{StepDuration: s.StepDuration, Precision: s.Precision, Timeout: s.Timeout, BacklogTolerance: s.BacklogTolerance}
+	if s.Max == "" {
+		return out, fmt.Errorf("%s.max: must be set: the highest rate to try, N/s or N/min", key)
+	}
+	var err error
+	if out.Max, err = ParseRate(s.Max); err != nil {
+		return out, fmt.Errorf("%s.max: %w", key, err)
+	}
+	out.Start = out.Max / 16
+	if s.Start != "" {
+		if out.Start, err = ParseRate(s.Start); err != nil {
+			return out, fmt.Errorf("%s.start: %w", key, err)
+		}
+	}
+	if out.Start > out.Max {
+		return out, fmt.Errorf("%s.start: %s is above max %s", key, FormatRate(out.Start), FormatRate(out.Max))
+	}
+	if out.StepDuration == 0 {
+		out.StepDuration = DefaultSearchStepDuration
+	}
+	if out.Precision == 0 {
+		out.Precision = DefaultSearchPrecision
+	}
+	if out.Timeout == 0 {
+		out.Timeout = DefaultSearchTimeout
+	}
+	if out.BacklogTolerance == 0 {
+		out.BacklogTolerance = DefaultSearchBacklogTolerance
+	}
+	return out, out.Check(key)
+}
+
+// Check checks a parsed search's values (after flags changed them too).
+func (s Search) Check(key string) error {
+	switch {
+	case !(s.Start > 0) || !(s.Max > 0) || math.IsInf(s.Max, 0):
+		return fmt.Errorf("%s: start and max must be positive rates", key)
+	case s.Start > s.Max:
+		return fmt.Errorf("%s.start: %s is above max %s", key, FormatRate(s.Start), FormatRate(s.Max))
+	case s.StepDuration <= 0:
+		return fmt.Errorf("%s.step_duration: must be positive, got %s", key, s.StepDuration)
+	case !(s.Precision > 0 && s.Precision < 1):
+		return fmt.Errorf("%s.precision: must be a fraction within (0, 1), got %v", key, s.Precision)
+	case s.Timeout <= 0:
+		return fmt.Errorf("%s.timeout: must be positive, got %s", key, s.Timeout)
+	case !(s.BacklogTolerance > 0 && s.BacklogTolerance < 1):
+		return fmt.Errorf("%s.backlog_tolerance: must be a fraction within (0, 1), got %v", key, s.BacklogTolerance)
+	}
+	return nil
+}
+
+// CheckSearch checks a search against the caps: its max within
+// bursts.max_rate, and one step of max within bursts.max_events.
+func (b Bursts) CheckSearch(key string, s Search) error {
+	if err := s.Check(key); err != nil {
+		return err
+	}
+	if s.Max > b.MaxRate {
+		return fmt.Errorf("%s.max: %s (%.0f events/s) is above bursts.max_rate %v events/s", key, FormatRate(s.Max), s.Max, b.MaxRate)
+	}
+	if n := (Step{Rate: s.Max, Duration: s.StepDuration}).Events(); n > int64(b.MaxEvents) {
+		return fmt.Errorf("%s: a step at max sends %d events, above bursts.max_events %d", key, n, b.MaxEvents)
+	}
+	return nil
+}
+
+// Contract is ContractRate in events per second (0 if it does not parse).
+func (b Bursts) Contract() float64 {
+	r, _ := ParseRate(b.ContractRate) // Validate rejects a bad one
+	return r
 }
 
 // ConsumerLag watches the pipeline's consumer groups.
@@ -148,7 +276,8 @@ func BurstsDefaults() Bursts {
 			TraceShare: 0.3,
 		},
 		// No profile by default: nil, as a file without any loads.
-		Profiles: nil,
+		Profiles:     nil,
+		ContractRate: DefaultContractRate,
 	}
 }
 
@@ -318,6 +447,9 @@ func (b *Bursts) validate(p *problems, c *Config) {
 	if b.MaxEvents < 1 {
 		p.add("bursts.max_events", "must be at least 1, got %d", b.MaxEvents)
 	}
+	if _, err := ParseRate(b.ContractRate); err != nil {
+		p.add("bursts.contract_rate", "%v", err)
+	}
 	if b.Enabled {
 		if o, ok := c.Observers[b.Stage]; !ok || !o.Enabled {
 			p.add("bursts.stage", "%q is not an enabled observer: bursts are judged at one (enabled: %s)", b.Stage, strings.Join(c.EnabledObservers(), ", "))
@@ -388,6 +520,20 @@ func (b *Bursts) validate(p *problems, c *Config) {
 				p.add(key+".schedule", "invalid cron expression %q: %v (5 fields, UTC, or @hourly, @daily, @every 6h)", pr.Schedule, err)
 			}
 		}
+		if pr.Search.Enabled() {
+			if len(pr.Steps) > 0 {
+				p.add(key, "has both steps and a search: a profile is one or the other")
+				continue
+			}
+			s, err := pr.Search.Parse(key + ".search")
+			if err == nil {
+				err = b.CheckSearch(key+".search", s)
+			}
+			if err != nil {
+				*p = append(*p, err)
+			}
+			continue
+		}
 		steps, err := ParseSteps(pr.Steps)
 		if err != nil {
 			p.add(key+".steps", "%v", err)
@@ -438,9 +584,42 @@ func (b Bursts) Profile(name string) (string, []Step, error) {
 	if !ok {
 		return "", nil, fmt.Errorf("no burst profile %q under bursts.profiles", name)
 	}
+	if pr.Search.Enabled() {
+		return "", nil, fmt.Errorf("burst profile %q is a capacity search (bursts.profiles.%s.search): run it with slo-canary capacity", name, name)
+	}
 	steps, err := ParseSteps(pr.Steps)
 	if err != nil {
 		return "", nil, fmt.Errorf("bursts.profiles.%s.steps: %w", name, err)
 	}
 	return name, steps, nil
+}
+
+// SearchProfile returns the named profile's search, parsed. An empty name
+// picks the only profile with a search.
+func (b Bursts) SearchProfile(name string) (string, Search, error) {
+	if name == "" {
+		var names []string
+		for _, n := range slices.Sorted(maps.Keys(b.Profiles)) {
+			if b.Profiles[n].Search.Enabled() {
+				names = append(names, n)
+			}
+		}
+		switch len(names) {
+		case 0:
+			return "", Search{}, errors.New("no burst profile has a search (bursts.profiles.<name>.search)")
+		case 1:
+			name = names[0]
+		default:
+			return "", Search{}, fmt.Errorf("several burst profiles have a search (%s): name one", strings.Join(names, ", "))
+		}
+	}
+	pr, ok := b.Profiles[name]
+	if !ok {
+		return "", Search{}, fmt.Errorf("no burst profile %q under bursts.profiles", name)
+	}
+	if !pr.Search.Enabled() {
+		return "", Search{}, fmt.Errorf("burst profile %q has no search (bursts.profiles.%s.search)", name, name)
+	}
+	s, err := pr.Search.Parse("bursts.profiles." + name + ".search")
+	return name, s, err
 }

@@ -161,3 +161,55 @@ func TestConsumerLagDefaults(t *testing.T) {
 		t.Errorf("default groups %q", g)
 	}
 }
+
+// TestBurstSearchExample: a profile's search parses with its defaults, the
+// contract rate is read, and a search profile is not a burst's.
+func TestBurstSearchExample(t *testing.T) {
+	isolateEnv(t)
+	c, err := Load("testdata/valid/capacity.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := c.Bursts
+	if got := b.Contract(); got != 1500 {
+		t.Errorf("contract rate %v/s, want 1500", got)
+	}
+	if got := BurstsDefaults().Contract(); math.Abs(got-100000.0/60) > 1e-9 {
+		t.Errorf("default contract rate %v/s, want 100000/min", got)
+	}
+	name, s, err := b.SearchProfile("")
+	want := Search{Start: 1000, Max: 5000, StepDuration: 2 * time.Minute, Precision: 0.05,
+		Timeout: DefaultSearchTimeout, BacklogTolerance: DefaultSearchBacklogTolerance}
+	if err != nil || name != "capacity" || s != want {
+		t.Errorf("SearchProfile(\"\") = %q %+v %v, want capacity %+v", name, s, err, want)
+	}
+	if _, _, err := b.Profile("capacity"); err == nil || !strings.Contains(err.Error(), "capacity search") {
+		t.Errorf("Profile(capacity): %v, want an error saying it is a search", err)
+	}
+	if _, _, err := b.SearchProfile("nightly"); err == nil || !strings.Contains(err.Error(), "has no search") {
+		t.Errorf("SearchProfile(nightly): %v", err)
+	}
+	// Start defaults to a sixteenth of max.
+	s, err = BurstSearch{Max: "16000/s"}.Parse("x")
+	if err != nil || s.Start != 1000 || s.StepDuration != DefaultSearchStepDuration || s.Precision != DefaultSearchPrecision {
+		t.Errorf("defaults: %+v %v", s, err)
+	}
+	if err := BurstsDefaults().CheckSearch("x", Search{Start: 1, Max: 20000, StepDuration: time.Second, Precision: 0.1, Timeout: time.Hour, BacklogTolerance: 0.05}); err == nil {
+		t.Error("a search above the default max_rate passed CheckSearch")
+	}
+}
+
+func TestBurstSearchFromEnv(t *testing.T) {
+	isolateEnv(t)
+	t.Setenv("SLO_CANARY_BURSTS_PROFILES_WEEKLY_SEARCH_MAX", "8000/s")
+	t.Setenv("SLO_CANARY_BURSTS_PROFILES_WEEKLY_SEARCH_STEP_DURATION", "30s")
+	t.Setenv("SLO_CANARY_BURSTS_CONTRACT_RATE", "2000/s")
+	c, err := Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, s, err := c.Bursts.SearchProfile("")
+	if err != nil || name != "weekly" || s.Max != 8000 || s.Start != 500 || s.StepDuration != 30*time.Second || c.Bursts.Contract() != 2000 {
+		t.Errorf("SearchProfile = %q %+v %v; contract %v", name, s, err, c.Bursts.Contract())
+	}
+}

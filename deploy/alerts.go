@@ -7,8 +7,8 @@ import (
 
 // The alerts beside the SLO burn rates: what goes wrong in the pipeline
 // (loss, silent stages, consumer groups, bursts, concurrency runs, vector
-// search) and with the canary itself. All open tickets; windows and `for`
-// clauses go through p.d so the time scale applies.
+// search, capacity headroom) and with the canary itself. All open tickets;
+// windows and `for` clauses go through p.d so the time scale applies.
 
 func (p Params) pipelineAlerts() []Rule {
 	return []Rule{
@@ -93,6 +93,34 @@ max by (namespace, job) (slo_canary_evidence_overhead_budget_seconds)`,
 			Annotations: p.annotations("SLOScoutEvidenceOverheadHigh",
 				"Vector-search (evidence) overhead is over budget",
 				fmt.Sprintf("Queries with evidence take {{ $value | humanizeDuration }} longer than without at the 95th percentile, over the budget (slo_canary_evidence_overhead_budget_seconds), for %s: vector search is slow.", p.d(30*time.Minute))),
+		},
+		{
+			Alert: "SLOScoutCapacityHeadroomLow",
+			// The gauges start at zero and survive only in memory: judged
+			// once the canary has finished a search that gave a figure
+			// (aborted ones leave the last figure, and count for nothing).
+			Expr: fmt.Sprintf(`max by (namespace, job, profile) (slo_canary_capacity_headroom_ratio) < %s
+and on (namespace, job, profile)
+sum by (namespace, job, profile) (slo_canary_capacity_searches_total{outcome!="aborted"}) > 0`, formatFloat(p.MinCapacityHeadroom)),
+			For:    p.d(5 * time.Minute),
+			Labels: map[string]string{"severity": SeverityTicket},
+			Annotations: p.annotations("SLOScoutCapacityHeadroomLow",
+				"Capacity search {{ $labels.profile }}: headroom {{ $value | humanize }}x the contract rate",
+				fmt.Sprintf("The latest capacity search of profile {{ $labels.profile }} found the pipeline sustains only {{ $value | humanize }} times bursts.contract_rate, below %sx: a burst at the promised %sx would break the ingest SLOs. See slo_canary_capacity_* and the search's report.", formatFloat(p.MinCapacityHeadroom), formatFloat(p.MinCapacityHeadroom))),
+		},
+		{
+			Alert: "SLOScoutCapacityHeadroomDropped",
+			// previous is 0 until two searches have given a figure: the
+			// ratio is then +Inf or NaN, and does not fire.
+			Expr: fmt.Sprintf(`max by (namespace, job, profile) (slo_canary_capacity_sustainable_events_per_second)
+/
+max by (namespace, job, profile) (slo_canary_capacity_previous_sustainable_events_per_second)
+< %s`, formatFloat(1-p.MaxCapacityDrop)),
+			For:    p.d(5 * time.Minute),
+			Labels: map[string]string{"severity": SeverityTicket},
+			Annotations: p.annotations("SLOScoutCapacityHeadroomDropped",
+				"Capacity search {{ $labels.profile }}: sustainable rate fell to {{ $value | humanizePercentage }} of the previous search's",
+				fmt.Sprintf("The latest capacity search of profile {{ $labels.profile }} sustained {{ $value | humanizePercentage }} of the rate the search before it did, a drop of more than %s: a change since then (a release, a config, the cluster) cost headroom. Compare the two searches' reports.", formatPercent(p.MaxCapacityDrop))),
 		},
 	}
 }

@@ -48,6 +48,7 @@ func TestEndToEndAlerting(t *testing.T) {
 
 	// The reference pipeline, in this process, so the test sets its faults.
 	tb := startTestbed(t, dir)
+	addCapacitySearch(t, tb.ConfigPath)
 
 	// The canary: the Dockerfile's binary, with the testbed's config and a
 	// short budget (5s) and deadline, so that an 8s delay breaches it. The
@@ -91,8 +92,13 @@ func TestEndToEndAlerting(t *testing.T) {
 		t.Fatalf("the text-only job has native histograms: %v", got)
 	}
 
-	// Every dashboard query runs; the panels fed by the core canary have
-	// data, from native histograms and from classic buckets alike.
+	// A capacity search has given a figure, so the capacity panels have data.
+	prom.waitFor(t, "a finished capacity search", 2*time.Minute,
+		`slo_canary_capacity_searches_total{job="slo-canary", profile="capacity", outcome=~"found|at_least_max"} > 0`, nonEmpty)
+
+	// Every dashboard query runs; the panels fed by the core canary and by
+	// the capacity search have data, from native histograms and from
+	// classic buckets alike.
 	checkDashboardLive(t, prom, canaryAddr)
 	checkDashboardLive(t, prom, classicAddr)
 
@@ -195,6 +201,41 @@ func startTestbed(t *testing.T, dir string) testbed.ServeInfo {
 	return testbed.ServeInfo{}
 }
 
+// addCapacitySearch appends to the canary's config a capacity search small
+// enough to leave the pipeline's freshness alone (steps of 2 s at 20/s and
+// 40/s, every 20 s), so that the dashboard's capacity row has data. Its
+// contract rate is low enough that the headroom alerts stay silent.
+func addCapacitySearch(t *testing.T, configPath string) {
+	t.Helper()
+	f, err := os.OpenFile(configPath, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The written config names the testbed's group already; the search
+	// reads its lag every second (SLO_CANARY_CONSUMER_LAG_INTERVAL below).
+	_, err = f.WriteString(`bursts:
+  enabled: true
+  marker_share: 0.1
+  contract_rate: 10/s
+  budgets:
+    rate_tolerance: 0.2
+  profiles:
+    capacity:
+      schedule: "@every 20s"
+      search:
+        start: 20/s
+        max: 40/s
+        step_duration: 2s
+        timeout: 1m
+`)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // startCanary runs `slo-canary run` with the alerting test's settings and
 // returns its listen address.
 func startCanary(t *testing.T, bin, configPath, dir string) string {
@@ -207,6 +248,7 @@ func startCanary(t *testing.T, bin, configPath, dir string) string {
 		"SLO_CANARY_CANARY_RECOVERY_ENABLED=false",
 		"SLO_CANARY_CANARY_STATE_FILE="+filepath.Join(dir, "canary.state"),
 		"SLO_CANARY_CANARY_CHECKPOINT_INTERVAL=1s",
+		"SLO_CANARY_CONSUMER_LAG_INTERVAL=1s",
 		// No SLO-Scout API here: the query probes would only fail.
 		"SLO_CANARY_QUERIES_ENABLED=false",
 	)
@@ -636,8 +678,9 @@ func (p *prometheus) waitFor(t *testing.T, what string, timeout time.Duration, e
 
 // checkDashboardLive runs every dashboard query, the variables substituted
 // with instance, against Prometheus: each must succeed, and every panel with
-// a query over the core canary's series must show data. Panels of the query
-// probes and bursts only have to run (their parts are off here).
+// a query over the core canary's series (or the capacity search's, which
+// the test runs) must show data. Panels of the query probes and bursts only
+// have to run.
 func checkDashboardLive(t *testing.T, prom *prometheus, instance string) {
 	t.Helper()
 	db, _ := loadDashboard(t)

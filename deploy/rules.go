@@ -43,6 +43,13 @@ type Params struct {
 	// measurements are doubtful.
 	ProduceFailureRatio float64
 	ObserverErrorRatio  float64
+	// MinCapacityHeadroom is the capacity headroom (sustainable rate over
+	// bursts.contract_rate) below which a capacity search opens a ticket:
+	// the contract promises bursts at twice the steady rate.
+	MinCapacityHeadroom float64
+	// MaxCapacityDrop is the share of the previous search's sustainable rate
+	// the latest one may lose before it opens a ticket.
+	MaxCapacityDrop float64
 	// RunbookURL is the runbook document; each alert links to its section.
 	RunbookURL string
 	// IngestObjective is the share of the canary's markers Kafka must
@@ -68,6 +75,8 @@ func DefaultParams() Params {
 		LateWindow:          15 * time.Minute,
 		ProduceFailureRatio: 0.05,
 		ObserverErrorRatio:  0.5,
+		MinCapacityHeadroom: 2,
+		MaxCapacityDrop:     0.25,
 		RunbookURL:          "https://github.com/slo-scout/slo-canary/blob/main/deploy/runbooks.md",
 		IngestObjective:     0.999,
 		BlindAfter:          10 * time.Minute,
@@ -91,6 +100,8 @@ func (p Params) Validate() error {
 		return fmt.Errorf("deploy: ingest objective %v is not within (0, 1)", p.IngestObjective)
 	case p.BlindAfter <= 0:
 		return fmt.Errorf("deploy: blind-after duration must be positive")
+	case !(p.MinCapacityHeadroom > 0) || !(p.MaxCapacityDrop > 0 && p.MaxCapacityDrop < 1):
+		return fmt.Errorf("deploy: capacity headroom %v must be positive and capacity drop %v within (0, 1)", p.MinCapacityHeadroom, p.MaxCapacityDrop)
 	}
 	if _, err := regexp.Compile(p.FreshnessStages); err != nil {
 		return fmt.Errorf("deploy: freshness stages: %w", err)

@@ -3,6 +3,7 @@ package testbed
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -36,6 +37,11 @@ type Faults struct {
 	// it does behind a stuck stream job. On resume each queued event becomes
 	// visible at resume time + its own delay.
 	Stalled bool
+	// Capacity is how many events per second the stream stage processes; 0
+	// means no limit. Above it the stage consumes no faster, so the backlog
+	// stays in Kafka and the consumer group falls behind, as behind a
+	// saturated stream job. A change applies from the next event consumed.
+	Capacity float64
 }
 
 // DefaultReorderWindow is the reorder window when Faults.ReorderWindow is zero.
@@ -54,6 +60,8 @@ func (f Faults) Validate() error {
 		return fmt.Errorf("faults: drop_pct %v is not within [0, 100]", f.DropPct)
 	case !(f.DuplicatePct >= 0 && f.DuplicatePct <= 100):
 		return fmt.Errorf("faults: duplicate_pct %v is not within [0, 100]", f.DuplicatePct)
+	case !(f.Capacity >= 0) || math.IsInf(f.Capacity, 0):
+		return fmt.Errorf("faults: capacity %v is not a finite number of events per second (0: no limit)", f.Capacity)
 	}
 	return nil
 }
@@ -75,6 +83,8 @@ type faultsJSON struct {
 	Reorder       bool    `json:"reorder"`
 	ReorderWindow string  `json:"reorder_window"`
 	Stalled       bool    `json:"stalled"`
+	// Capacity in events per second; 0: no limit.
+	Capacity float64 `json:"capacity"`
 }
 
 // MarshalJSON writes durations as strings.
@@ -87,6 +97,7 @@ func (f Faults) MarshalJSON() ([]byte, error) {
 		Reorder:       f.Reorder,
 		ReorderWindow: f.ReorderWindow.String(),
 		Stalled:       f.Stalled,
+		Capacity:      f.Capacity,
 	})
 }
 
@@ -102,11 +113,12 @@ func (f *Faults) UnmarshalJSON(b []byte) error {
 		Reorder:       f.Reorder,
 		ReorderWindow: f.ReorderWindow.String(),
 		Stalled:       f.Stalled,
+		Capacity:      f.Capacity,
 	}
 	if err := decodeStrict(b, &cur); err != nil {
 		return fmt.Errorf("faults: %w", err)
 	}
-	out := Faults{DropPct: cur.DropPct, DuplicatePct: cur.DuplicatePct, Reorder: cur.Reorder, Stalled: cur.Stalled}
+	out := Faults{DropPct: cur.DropPct, DuplicatePct: cur.DuplicatePct, Reorder: cur.Reorder, Stalled: cur.Stalled, Capacity: cur.Capacity}
 	for _, d := range []struct {
 		name string
 		s    string

@@ -117,6 +117,9 @@ type Pipeline struct {
 	sched *scheduler
 	truth *truthStore
 	offs  *offsets
+	// capNext is when the stage is next free under Faults.Capacity; owned by
+	// the consumer goroutine.
+	capNext time.Time
 
 	stats struct {
 		consumed, decodeErrors, dropped, duplicated atomic.Int64

@@ -104,12 +104,49 @@ func (p *Pipeline) consume(ctx context.Context, sinks int) error {
 		var err error
 		fetches.EachRecord(func(r *kgo.Record) {
 			if err == nil {
+				err = p.throttle(ctx)
+			}
+			if err == nil {
 				err = p.ingest(ctx, r, sinks)
 			}
 		})
 		if err != nil {
 			return err
 		}
+	}
+}
+
+// capacityCredit is how far behind now the capacity's schedule may fall
+// before it restarts at now: an idle stage takes at most this much work at
+// once, as a real one does not bank its idle time either.
+const capacityCredit = 20 * time.Millisecond
+
+// throttle holds consumption to Faults.Capacity events per second: each event
+// takes 1/capacity of the stage's time, on a schedule kept across events, and
+// the consumer sleeps once it is more than a millisecond ahead of it. Without
+// a capacity it returns at once.
+func (p *Pipeline) throttle(ctx context.Context) error {
+	c := p.Faults().Capacity
+	if c <= 0 {
+		p.capNext = time.Time{}
+		return nil
+	}
+	now := time.Now()
+	if p.capNext.Before(now.Add(-capacityCredit)) {
+		p.capNext = now.Add(-capacityCredit)
+	}
+	p.capNext = p.capNext.Add(time.Duration(float64(time.Second) / c))
+	wait := p.capNext.Sub(now)
+	if wait < time.Millisecond {
+		return nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -43,6 +43,8 @@ type Options struct {
 	Logger   *slog.Logger
 	// Progress, if set, is called about once a second while a burst runs.
 	Progress func(Progress)
+	// StepDone, if set, is called after each step of a capacity search.
+	StepDone func(SearchStep)
 	// ProducerOpts are added to the producer's options (tests, benchmarks).
 	ProducerOpts []kgo.Opt
 }
@@ -137,6 +139,7 @@ type burst struct {
 	samples  []commitSample
 
 	settled chan struct{} // closed once every marker is resolved, or the wait gave up
+	quiet   bool          // a search step: not recorded in the burst series
 }
 
 // Run runs one burst of profile's steps and returns its report. The error is
@@ -153,8 +156,15 @@ func (r *Runner) Run(ctx context.Context, profile string, steps []config.Step) (
 	defer r.running.Store(false)
 	r.o.Metrics.Running.Set(1)
 	defer r.o.Metrics.Running.Set(0)
+	return r.run(ctx, profile, steps, false)
+}
 
+// run runs one burst; the caller holds r.running. A quiet burst (a step of
+// a capacity search) is not recorded in the burst series: the search
+// records itself.
+func (r *Runner) run(ctx context.Context, profile string, steps []config.Step, quiet bool) (*Report, error) {
 	b, rep := r.newBurst(profile, steps)
+	b.quiet = quiet
 	cl, parts, err := r.producer(ctx)
 	if err != nil {
 		return nil, err

@@ -89,7 +89,9 @@ func (b *burst) finish(rep *Report, results []StepResult) *Report {
 	b.processing(rep, samples)
 	rep.judge()
 	r.o.Metrics.EventsSent.Add(float64(rep.Events.Acked))
-	r.o.Metrics.record(rep)
+	if !b.quiet {
+		r.o.Metrics.record(rep)
+	}
 	lvl := slog.LevelInfo
 	if rep.Verdict != VerdictPass {
 		lvl = slog.LevelWarn

@@ -25,6 +25,14 @@ func (r *Runner) Jobs() ([]sched.Job, error) {
 		if p.Schedule == "" {
 			continue
 		}
+		if p.Search.Enabled() {
+			_, spec, err := bc.SearchProfile(name)
+			if err != nil {
+				return nil, err
+			}
+			jobs = append(jobs, r.SearchJob(name, spec, p.Schedule))
+			continue
+		}
 		_, steps, err := bc.Profile(name)
 		if err != nil {
 			return nil, err
@@ -55,4 +63,26 @@ func (r *Runner) jobRun(profile string, steps []config.Step) func(context.Contex
 		}
 		return nil
 	}
+}
+
+// SearchJob returns a job running a capacity search as profile, in group
+// Group, on spec (empty: on demand, for TryRun). A run writes its JSON report
+// to bursts.report_dir (if set) and returns an error when the search was
+// aborted or found no sustainable rate.
+func (r *Runner) SearchJob(profile string, s config.Search, spec string) sched.Job {
+	return sched.Job{Name: "capacity_" + profile, Group: Group, Spec: spec, Run: func(ctx context.Context) error {
+		rep, err := r.Search(ctx, profile, s)
+		if err != nil {
+			return err
+		}
+		if dir := r.cfg.Bursts.ReportDir; dir != "" {
+			if err := rep.WriteJSON(rep.ReportPath(dir)); err != nil {
+				r.log.Warn("capacity report not written", "err", err)
+			}
+		}
+		if rep.Outcome == OutcomeAborted || rep.Outcome == OutcomeNone {
+			return fmt.Errorf("capacity %s %s: %s", profile, rep.Outcome, rep.Summary())
+		}
+		return nil
+	}}
 }

@@ -1,6 +1,7 @@
 package burst
 
 import (
+	"strconv"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,6 +44,18 @@ type Metrics struct {
 	LastProcessRate  *prometheus.GaugeVec
 	LastMarkersSeen  *prometheus.GaugeVec
 	LastMarkersTotal *prometheus.GaugeVec
+
+	// Capacity searches (Runner.Search).
+	CapSustainable *prometheus.GaugeVec
+	CapPrevious    *prometheus.GaugeVec
+	CapHeadroom    *prometheus.GaugeVec
+	CapTimestamp   *prometheus.GaugeVec
+	CapSearches    *prometheus.CounterVec
+	CapStepRate    *prometheus.GaugeVec
+	CapStepLag     *prometheus.GaugeVec
+	CapStepPassed  *prometheus.GaugeVec
+	searchMu       sync.Mutex
+	searchDone     map[string]float64 // the latest complete search's figure, per profile
 }
 
 // NewMetrics registers the burst series with reg, initialised at zero
@@ -83,6 +96,23 @@ func NewMetrics(reg prometheus.Registerer, profiles []string) *Metrics {
 			"Markers of the latest burst seen at the judged stage.", "profile"),
 		LastMarkersTotal: g("burst_last_markers",
 			"Markers of the latest burst acknowledged by Kafka.", "profile"),
+		CapSustainable: g("capacity_sustainable_events_per_second",
+			"Highest rate the profile's latest complete capacity search sustained with every check passing (0: none did); an aborted search leaves it unchanged.", "profile"),
+		CapPrevious: g("capacity_previous_sustainable_events_per_second",
+			"capacity_sustainable_events_per_second as the search before the latest complete one found it (0 before there were two).", "profile"),
+		CapHeadroom: g("capacity_headroom_ratio",
+			"capacity_sustainable_events_per_second over bursts.contract_rate: 2 means the pipeline sustains twice its promised rate.", "profile"),
+		CapTimestamp: g("capacity_last_search_timestamp_seconds",
+			"Unix time the profile's latest capacity search finished, whatever its outcome (0: none yet).", "profile"),
+		CapSearches: f.NewCounterVec(prometheus.CounterOpts{Namespace: "slo_canary", Name: "capacity_searches_total",
+			Help: "Finished capacity searches by profile and outcome: found, at_least_max (every step up to max passed), none (no step passed), aborted (a guard, the time cap or a shutdown: no figure)."},
+			[]string{"profile", "outcome"}),
+		CapStepRate: g("capacity_last_search_step_rate_events_per_second",
+			"Target rate of each step of the profile's latest capacity search, by step number.", "profile", "step"),
+		CapStepLag: g("capacity_last_search_step_lag_p95_seconds",
+			"Marker lag p95 of each step of the profile's latest capacity search, by step number.", "profile", "step"),
+		CapStepPassed: g("capacity_last_search_step_passed",
+			"1 if the step of the profile's latest capacity search passed, 0 if it failed.", "profile", "step"),
 	}
 	for _, r := range canary.ProduceFailureReasons {
 		m.ProduceFailures.WithLabelValues(r)
@@ -183,5 +213,52 @@ func (l *lastLag) Collect(ch chan<- prometheus.Metric) {
 	for p, s := range l.last {
 		ch <- prometheus.MustNewConstSummary(l.desc, uint64(s.Samples), l.sums[p],
 			map[float64]float64{0.5: s.P50, 0.95: s.P95, 0.99: s.P99}, p)
+	}
+}
+
+// InitSearchProfile starts a capacity search profile's series at zero.
+func (m *Metrics) InitSearchProfile(p string) {
+	for _, o := range searchOutcomes {
+		m.CapSearches.WithLabelValues(p, o)
+	}
+	for _, g := range []*prometheus.GaugeVec{m.CapSustainable, m.CapPrevious, m.CapHeadroom, m.CapTimestamp} {
+		g.WithLabelValues(p)
+	}
+}
+
+// recordSearch publishes a finished capacity search. An aborted one counts,
+// and moves the timestamp, but leaves the figures of the last complete one.
+func (m *Metrics) recordSearch(s *SearchReport) {
+	p := s.Profile
+	m.InitSearchProfile(p)
+	m.CapSearches.WithLabelValues(p, s.Outcome).Inc()
+	m.CapTimestamp.WithLabelValues(p).Set(float64(s.Finished.UnixNano()) / 1e9)
+	if s.Aborted {
+		return
+	}
+	m.searchMu.Lock()
+	defer m.searchMu.Unlock()
+	if prev, ok := m.searchDone[p]; ok {
+		m.CapPrevious.WithLabelValues(p).Set(prev)
+	}
+	v := deref(s.Sustainable)
+	if m.searchDone == nil {
+		m.searchDone = map[string]float64{}
+	}
+	m.searchDone[p] = v
+	m.CapSustainable.WithLabelValues(p).Set(v)
+	m.CapHeadroom.WithLabelValues(p).Set(deref(s.Headroom))
+	for _, g := range []*prometheus.GaugeVec{m.CapStepRate, m.CapStepLag, m.CapStepPassed} {
+		g.DeletePartialMatch(prometheus.Labels{"profile": p})
+	}
+	for i, st := range s.Steps {
+		n := strconv.Itoa(i + 1)
+		m.CapStepRate.WithLabelValues(p, n).Set(st.TargetRate)
+		m.CapStepLag.WithLabelValues(p, n).Set(st.LagP95)
+		passed := 0.0
+		if st.Passed {
+			passed = 1
+		}
+		m.CapStepPassed.WithLabelValues(p, n).Set(passed)
 	}
 }

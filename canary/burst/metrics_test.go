@@ -21,6 +21,10 @@ func burstRegistry(t *testing.T) *prometheus.Registry {
 	rate := 1666.0
 	m.record(&Report{Profile: "nightly", Verdict: VerdictAborted, Abort: &Abort{Reason: "marker_lag"},
 		Processing: Processing{EventsPerSecond: &rate}})
+	m.InitSearchProfile("weekly")
+	sustained, headroom := 8000.0, 4.8
+	m.recordSearch(&SearchReport{Profile: "weekly", Outcome: OutcomeFound, Sustainable: &sustained, Headroom: &headroom,
+		Steps: []SearchStep{{TargetRate: 8000, LagP95: 0.5, Passed: true}}})
 	return reg
 }
 

@@ -250,3 +250,20 @@ func deviation(got, want float64) float64 {
 	}
 	return math.Abs(got-want) / want
 }
+
+// WriteJSON writes the search report to path, atomically.
+func (s *SearchReport) WriteJSON(path string) error {
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return fmt.Errorf("capacity report: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return atomicfile.WriteFile(path, append(data, '\n'))
+}
+
+// ReportPath is where a scheduled search's report goes in dir.
+func (s *SearchReport) ReportPath(dir string) string {
+	return filepath.Join(dir, fmt.Sprintf("capacity-%s-%s.json", s.Profile, s.Started.UTC().Format("20060102T150405Z")))
+}

@@ -30,6 +30,11 @@ type oneShot struct {
 	junit        string
 	readyTimeout time.Duration
 	once         bool
+	// The gate's --search: a capacity search instead of the burst, passing
+	// when its headroom is at least minHeadroom.
+	search      bool
+	minHeadroom float64
+	searchFlags searchFlags
 }
 
 func (o *oneShot) bind(cmd *cobra.Command) {
@@ -68,11 +73,12 @@ end. Scheduled bursts are the daemon's (bursts.enabled); this is the one-shot.`,
 
 // oneShotReport is the JSON report of `burst --once` and `gate`.
 type oneShotReport struct {
-	Verdict  string        `json:"verdict"` // pass or fail
-	Started  time.Time     `json:"started"`
-	Finished time.Time     `json:"finished"`
-	Burst    *burst.Report `json:"burst"`
-	Queries  *gateQueries  `json:"queries,omitempty"`
+	Verdict  string              `json:"verdict"` // pass or fail
+	Started  time.Time           `json:"started"`
+	Finished time.Time           `json:"finished"`
+	Burst    *burst.Report       `json:"burst"`
+	Capacity *burst.SearchReport `json:"capacity,omitempty"`
+	Queries  *gateQueries        `json:"queries,omitempty"`
 }
 
 // runOneShot runs a burst (and, for the gate, the query runs) against the
@@ -83,7 +89,19 @@ func runOneShot(cmd *cobra.Command, o oneShot, gate bool) error {
 	if err != nil {
 		return &exitError{code: exitConfig, err: fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))}
 	}
-	profile, steps, err := o.steps(cfg)
+	var (
+		profile string
+		steps   []config.Step
+		spec    config.Search
+	)
+	if o.search {
+		profile, spec, err = o.searchFlags.spec(cfg, o.profile)
+		if err == nil && !(o.minHeadroom >= 0) {
+			err = fmt.Errorf("--min-headroom: must not be negative, got %v", o.minHeadroom)
+		}
+	} else {
+		profile, steps, err = o.steps(cfg)
+	}
 	if err != nil {
 		return &exitError{code: exitConfig, err: err}
 	}
@@ -96,20 +114,39 @@ func runOneShot(cmd *cobra.Command, o oneShot, gate bool) error {
 	ctx := cmd.Context()
 	rep := &oneShotReport{Started: time.Now()}
 
-	br, err := oneBurst(ctx, cfg, logger, out, profile, steps, o.readyTimeout)
-	if err != nil {
-		return &exitError{code: exitFailure, err: err}
+	var (
+		pass   bool
+		suites []junit.Suite
+	)
+	if o.search {
+		sr, err := oneSearch(ctx, cfg, logger, out, profile, spec, o.readyTimeout)
+		if err != nil {
+			return &exitError{code: exitFailure, err: err}
+		}
+		rep.Capacity = sr
+		fmt.Fprintln(out, sr.Summary())
+		var why string
+		pass, why = searchVerdict(sr, o.minHeadroom*cfg.Bursts.Contract())
+		if !pass {
+			fmt.Fprintln(out, "  "+why)
+		}
+		suites = []junit.Suite{searchSuite(sr, fmt.Sprintf("headroom at least %gx the contract rate", o.minHeadroom), pass, why)}
+	} else {
+		br, err := oneBurst(ctx, cfg, logger, out, profile, steps, o.readyTimeout)
+		if err != nil {
+			return &exitError{code: exitFailure, err: err}
+		}
+		rep.Burst = br
+		if isTerminal(out) {
+			fmt.Fprintln(out) // end the progress line
+		}
+		fmt.Fprintln(out, br.Summary())
+		for _, r := range br.Reasons {
+			fmt.Fprintln(out, "  "+r)
+		}
+		pass = br.Verdict == burst.VerdictPass
+		suites = []junit.Suite{burstSuite(br)}
 	}
-	rep.Burst = br
-	if isTerminal(out) {
-		fmt.Fprintln(out) // end the progress line
-	}
-	fmt.Fprintln(out, br.Summary())
-	for _, r := range br.Reasons {
-		fmt.Fprintln(out, "  "+r)
-	}
-	pass := br.Verdict == burst.VerdictPass
-	suites := []junit.Suite{burstSuite(br)}
 	if gate {
 		q, err := runGateQueries(ctx, cfg, logger, out)
 		switch {

@@ -295,9 +295,19 @@ func scheduleBursts(d daemonDeps, gl *grouplag.Watcher) error {
 	}
 	profiles := slices.Sorted(maps.Keys(d.cfg.Bursts.Profiles))
 	logger := d.logger.With("component", "burst")
+	m := burst.NewMetrics(d.reg, profiles)
+	for _, p := range profiles {
+		if d.cfg.Bursts.Profiles[p].Search.Enabled() {
+			m.InitSearchProfile(p)
+		}
+	}
 	runner, err := burst.NewRunner(burst.Options{
-		Service: d.service, GroupLag: gl, Metrics: burst.NewMetrics(d.reg, profiles),
+		Service: d.service, GroupLag: gl, Metrics: m,
 		Logger: logger, Progress: progressLogger(logger),
+		StepDone: func(s burst.SearchStep) {
+			logger.Info("capacity search step", "target_rate", s.TargetRate, "achieved_rate", s.AchievedRate,
+				"lag_p95", s.LagP95, "passed", s.Passed, "failed_check", s.FailedCheck)
+		},
 	})
 	if err != nil {
 		return err

@@ -30,6 +30,10 @@ replaces SLO-Scout's pytest performance job:
 		RunE: func(cmd *cobra.Command, _ []string) error { return runOneShot(cmd, o, true) },
 	}
 	o.bind(cmd)
+	fs := cmd.Flags()
+	fs.BoolVar(&o.search, "search", false, "run a capacity search instead of the burst (see slo-canary capacity): fail unless its headroom, the sustainable rate over bursts.contract_rate, is at least --min-headroom")
+	fs.Float64Var(&o.minHeadroom, "min-headroom", 2, "with --search: the least sustainable rate, as a multiple of bursts.contract_rate (the contract promises bursts at 2x)")
+	o.searchFlags.bind(cmd)
 	return cmd
 }
 

@@ -70,6 +70,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newVersionCmd(),
 		newBurstCmd(),
 		newGateCmd(),
+		newCapacityCmd(),
 		newQueriesCmd(),
 	)
 	return root

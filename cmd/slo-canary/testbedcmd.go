@@ -1,8 +1,11 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
 
+	"github.com/slo-scout/slo-canary/config"
 	"github.com/slo-scout/slo-canary/testbed"
 )
 
@@ -26,6 +29,7 @@ func newTestbedCmd() *cobra.Command {
 		faults faultFlags
 		enc    string
 		level  string
+		capac  string
 	)
 	cmd := &cobra.Command{
 		Use:   "testbed",
@@ -39,6 +43,13 @@ config that 'slo-canary run --config' accepts as is.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Pipeline.Encoding = testbed.Encoding(enc)
+			if capac != "" && capac != "0" {
+				c, err := config.ParseRate(capac)
+				if err != nil {
+					return &exitError{code: exitConfig, err: fmt.Errorf("--capacity: %w", err)}
+				}
+				faults.faults.Capacity = c
+			}
 			opts.Pipeline.Faults = faults.faults
 			if err := faults.faults.Validate(); err != nil {
 				return &exitError{code: exitConfig, err: err}
@@ -61,6 +72,7 @@ config that 'slo-canary run --config' accepts as is.`,
 	fs.StringVar(&opts.CanaryListen, "canary-listen", "127.0.0.1:9464", "http.listen in the written config")
 	fs.BoolVar(&opts.NoPostgres, "no-postgres", false, "run without the database sink")
 	fs.StringVar(&level, "log-level", "info", "log level")
+	fs.StringVar(&capac, "capacity", "", "events per second the stream stage processes, N/s or N/min (8000/s); above it its consumer group falls behind (default: no limit; PUT /faults {\"capacity\": N} changes it)")
 	faults.bind(cmd)
 	return cmd
 }
