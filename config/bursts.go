@@ -35,6 +35,10 @@ type Bursts struct {
 	Budgets   BurstBudgets            `mapstructure:"budgets"`
 	Load      BurstLoad               `mapstructure:"load"`
 	Profiles  map[string]BurstProfile `mapstructure:"profiles"`
+	// ScaleOut splits a scheduled burst across the replicas of the
+	// coordination group by the ingest topic's partitions: each produces
+	// its share, the leader judges the whole (docs/replicas.md).
+	ScaleOut bool `mapstructure:"scale_out"`
 }
 
 // BurstGuard aborts a burst, or keeps one from starting, when the pipeline is
@@ -317,6 +321,9 @@ func (b *Bursts) validate(p *problems, c *Config) {
 	}
 	if b.MaxEvents < 1 {
 		p.add("bursts.max_events", "must be at least 1, got %d", b.MaxEvents)
+	}
+	if b.ScaleOut && !c.Coordination.Enabled {
+		p.add("bursts.scale_out", "needs coordination.enabled: the replicas share a burst through the coordination group")
 	}
 	if b.Enabled {
 		if o, ok := c.Observers[b.Stage]; !ok || !o.Enabled {

@@ -13,7 +13,12 @@ import (
 
 // finish computes the report from what was recorded, judges it, exports it.
 func (b *burst) finish(rep *Report, results []StepResult) *Report {
-	r := b.r
+	b.compute(rep, results)
+	return b.r.publish(rep, rep.Events.Acked)
+}
+
+// compute fills the report from what was recorded, without judging it.
+func (b *burst) compute(rep *Report, results []StepResult) {
 	rep.Abort = b.getAbort()
 	if b.pacer != nil {
 		rep.Events.Sent = b.pacer.Handed()
@@ -87,8 +92,14 @@ func (b *burst) finish(rep *Report, results []StepResult) *Report {
 	samples := b.samples
 	b.sampleMu.Unlock()
 	b.processing(rep, samples)
+}
+
+// publish judges a computed report, exports it and logs it; acked is the
+// events this process sent (a scaled-out burst's leader sent its share).
+func (r *Runner) publish(rep *Report, acked int64) *Report {
+	mc := rep.Markers
 	rep.judge()
-	r.o.Metrics.EventsSent.Add(float64(rep.Events.Acked))
+	r.o.Metrics.EventsSent.Add(float64(acked))
 	r.o.Metrics.record(rep)
 	lvl := slog.LevelInfo
 	if rep.Verdict != VerdictPass {
