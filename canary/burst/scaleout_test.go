@@ -267,7 +267,7 @@ func TestScaleOutLeaderLost(t *testing.T) {
 	p := kafkaPipeline(t)
 	// The guard interval is above the heartbeat interval (a third of the
 	// session timeout): a member learns of a rebalance at its next heartbeat.
-	interval := 3 * time.Second
+	interval := 4 * time.Second
 	lead := startReplica(t, p, "canary-0", false, func(c *config.Config) { c.Bursts.Guard.Interval = interval })
 	member := startReplica(t, p, "canary-1", true, func(c *config.Config) { c.Bursts.Guard.Interval = interval })
 	if waitGroup(t, lead, member) != lead {
