@@ -40,6 +40,11 @@ type Bursts struct {
 	// ContractRate is the steady rate the pipeline promises, N/s or N/min:
 	// a capacity search's headroom is its sustainable rate over this.
 	ContractRate string `mapstructure:"contract_rate"`
+
+	// ScaleOut splits a scheduled burst across the replicas of the
+	// coordination group by the ingest topic's partitions: each produces
+	// its share, the leader judges the whole (docs/replicas.md).
+	ScaleOut bool `mapstructure:"scale_out"`
 }
 
 // BurstGuard aborts a burst, or keeps one from starting, when the pipeline is
@@ -449,6 +454,9 @@ func (b *Bursts) validate(p *problems, c *Config) {
 	}
 	if _, err := ParseRate(b.ContractRate); err != nil {
 		p.add("bursts.contract_rate", "%v", err)
+	}
+	if b.ScaleOut && !c.Coordination.Enabled {
+		p.add("bursts.scale_out", "needs coordination.enabled: the replicas share a burst through the coordination group")
 	}
 	if b.Enabled {
 		if o, ok := c.Observers[b.Stage]; !ok || !o.Enabled {

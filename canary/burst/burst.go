@@ -47,6 +47,11 @@ type Options struct {
 	StepDone func(SearchStep)
 	// ProducerOpts are added to the producer's options (tests, benchmarks).
 	ProducerOpts []kgo.Opt
+	// Membership and CoordinationTopic, with bursts.scale_out, split a
+	// burst across the members of the coordination group (scaleout.go):
+	// Run on the leader owns it, Follow on every replica runs their shares.
+	Membership        Membership
+	CoordinationTopic string
 }
 
 // Progress is a running burst's state, for a terminal or a log line.
@@ -119,6 +124,7 @@ type burst struct {
 	stage   string
 	stageIx int
 	pacer   *Pacer
+	start   time.Time // of the load, when set by the leader; zero: now
 
 	mu      sync.Mutex
 	markers map[uuid.UUID]*burstMarker
@@ -161,21 +167,46 @@ func (r *Runner) Run(ctx context.Context, profile string, steps []config.Step) (
 
 // run runs one burst; the caller holds r.running. A quiet burst (a step of
 // a capacity search) is not recorded in the burst series: the search
-// records itself.
+// records itself; it always runs on this process alone.
 func (r *Runner) run(ctx context.Context, profile string, steps []config.Step, quiet bool) (*Report, error) {
+	if r.scaleOut() && !quiet {
+		return r.lead(ctx, profile, steps) // scaleout.go
+	}
 	b, rep := r.newBurst(profile, steps)
 	b.quiet = quiet
+	results, err := b.run(ctx, rep, steps, share{})
+	if err != nil {
+		return nil, err
+	}
+	return b.finish(rep, results), nil
+}
+
+// share is what a burst run as one member's share of a scaled-out burst
+// takes from the leader; the zero share is a whole burst, run alone.
+type share struct {
+	parts []int32       // the partitions to produce to; nil: all of the topic's
+	start time.Time     // when the load starts; zero: now
+	stop  <-chan *Abort // an abort from outside the burst: the leader, the membership
+}
+
+// run runs the burst b on the partitions of sh and returns what its steps
+// did; b holds the rest. The error is for a burst that could not be
+// attempted; a burst not started because the pipeline is unhealthy returns
+// no results and its abort.
+func (b *burst) run(ctx context.Context, rep *Report, steps []config.Step, sh share) ([]StepResult, error) {
+	r := b.r
 	cl, parts, err := r.producer(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer cl.Close()
-	started, err := b.prepare(ctx, rep, cl, parts)
-	if err != nil {
-		return nil, err
+	if sh.parts != nil {
+		parts = sh.parts
 	}
-	if !started {
-		return b.finish(rep, nil), nil
+	b.start = sh.start
+	started, err := b.prepare(ctx, rep, cl, parts)
+	if err != nil || !started {
+		return nil, err
 	}
 	stop := r.svc.Watch(canary.Hooks{Result: b.result, Lost: b.lostHook})
 	defer stop()
@@ -183,6 +214,20 @@ func (r *Runner) run(ctx context.Context, profile string, steps []config.Step, q
 	b.sample()
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
+	if sh.stop != nil {
+		// An abort from outside ends the load, or the wait for the markers.
+		watchDone, watched := make(chan struct{}), make(chan struct{})
+		defer func() { close(watchDone); <-watched }()
+		go func() {
+			defer close(watched)
+			select {
+			case a := <-sh.stop:
+				b.setAbort(a)
+				stopLoad()
+			case <-watchDone:
+			}
+		}()
+	}
 	results, progressDone := b.load(ctx, loadCtx, stopLoad, rep, steps)
 	b.settle(ctx, cl, rep)
 	b.sample()
@@ -193,7 +238,7 @@ func (r *Runner) run(ctx context.Context, profile string, steps []config.Step, q
 		// the scheduler recovers and counts it, after the cleanup above.
 		panic(fmt.Sprintf("burst %s: %v", b.id, *p))
 	}
-	return b.finish(rep, results), nil
+	return results, nil
 }
 
 // newBurst starts the account of one burst and its report.
@@ -249,7 +294,10 @@ func (b *burst) prepare(ctx context.Context, rep *Report, cl *kgo.Client, parts 
 // reporter goes on until b.settled, and progressDone is closed when it has
 // returned.
 func (b *burst) load(ctx, loadCtx context.Context, stopLoad context.CancelFunc, rep *Report, steps []config.Step) (results []StepResult, progressDone <-chan struct{}) {
-	start := time.Now()
+	start := b.start
+	if start.IsZero() {
+		start = time.Now()
+	}
 	rep.Started = start
 	loadDone := make(chan struct{})
 	var guardWG sync.WaitGroup
@@ -345,7 +393,8 @@ func topicPartitions(ctx context.Context, cl *kgo.Client, topic string) ([]int32
 
 // wait blocks until every acknowledged marker is resolved at the judged
 // stage, or the longest it can take has passed (the stage's deadline after
-// the last marker, plus polls), or ctx ends.
+// the last marker, plus polls), or ctx ends, or the burst is aborted from
+// outside (a scaled-out burst's leader stopped it).
 func (b *burst) wait(ctx context.Context, loadEnd time.Time) {
 	oc := b.r.cfg.Observers[b.stage]
 	limit := loadEnd.Add(oc.EffectiveDeadline(b.r.cfg.Canary.Deadline) + 3*oc.PollInterval + 5*time.Second)
@@ -355,7 +404,7 @@ func (b *burst) wait(ctx context.Context, loadEnd time.Time) {
 		b.mu.Lock()
 		done := b.seen+b.lost >= b.acked
 		b.mu.Unlock()
-		if done || time.Now().After(limit) {
+		if done || time.Now().After(limit) || b.getAbort() != nil {
 			return
 		}
 		select {

@@ -13,7 +13,12 @@ import (
 
 // finish computes the report from what was recorded, judges it, exports it.
 func (b *burst) finish(rep *Report, results []StepResult) *Report {
-	r := b.r
+	b.compute(rep, results)
+	return b.r.publish(rep, rep.Events.Acked, b.quiet)
+}
+
+// compute fills the report from what was recorded, without judging it.
+func (b *burst) compute(rep *Report, results []StepResult) {
 	rep.Abort = b.getAbort()
 	if b.pacer != nil {
 		rep.Events.Sent = b.pacer.Handed()
@@ -87,9 +92,16 @@ func (b *burst) finish(rep *Report, results []StepResult) *Report {
 	samples := b.samples
 	b.sampleMu.Unlock()
 	b.processing(rep, samples)
+}
+
+// publish judges a computed report, exports it and logs it; acked is the
+// events this process sent (a scaled-out burst's leader sent its share). A
+// quiet report (a capacity search's step) is not recorded in the burst series.
+func (r *Runner) publish(rep *Report, acked int64, quiet bool) *Report {
+	mc := rep.Markers
 	rep.judge()
-	r.o.Metrics.EventsSent.Add(float64(rep.Events.Acked))
-	if !b.quiet {
+	r.o.Metrics.EventsSent.Add(float64(acked))
+	if !quiet {
 		r.o.Metrics.record(rep)
 	}
 	lvl := slog.LevelInfo

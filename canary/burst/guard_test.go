@@ -23,6 +23,14 @@ import (
 // bursts at the capsule topic: enough for guards and scheduling, and cheap.
 func kafkaOnly(t *testing.T, mod func(*config.Config)) (*testbed.Pipeline, *config.Config, *canary.Service) {
 	t.Helper()
+	p := kafkaPipeline(t)
+	c, svc := canaryOn(t, p, mod)
+	return p, c, svc
+}
+
+// kafkaPipeline is kafkaOnly's pipeline: three partitions, no database.
+func kafkaPipeline(t *testing.T) *testbed.Pipeline {
+	t.Helper()
 	p, err := testbed.NewPipeline(context.Background(), testbed.PipelineConfig{Partitions: 3})
 	if err != nil {
 		t.Fatal(err)
@@ -35,6 +43,12 @@ func kafkaOnly(t *testing.T, mod func(*config.Config)) (*testbed.Pipeline, *conf
 		<-done
 		p.Close()
 	})
+	return p
+}
+
+// canaryOn is kafkaOnly's canary, running on p.
+func canaryOn(t *testing.T, p *testbed.Pipeline, mod func(*config.Config)) (*config.Config, *canary.Service) {
+	t.Helper()
 	c := config.Defaults()
 	c.Kafka.Brokers = p.Brokers()
 	c.Canary.Rate = 2
@@ -68,7 +82,7 @@ func kafkaOnly(t *testing.T, mod func(*config.Config)) (*testbed.Pipeline, *conf
 		<-sdone
 	})
 	testenv.WaitFor(t, 30*time.Second, "canary ready", func() bool { return svc.Ready() == nil })
-	return p, &c, svc
+	return &c, svc
 }
 
 // TestBurstGuardAborts: the pipeline stalls two seconds into a burst; the

@@ -22,7 +22,7 @@ var (
 	// AbortReasons are the bounded values of slo_canary_burst_aborts_total's
 	// reason label.
 	AbortReasons = []string{"unhealthy_at_start", "marker_lag", "group_lag_records", "group_lag_seconds",
-		"produce_errors", "cap", "cancelled"}
+		"produce_errors", "cap", "cancelled", ReasonMemberLost}
 )
 
 // Metrics are the series of scheduled and on-demand bursts. The last_*

@@ -43,6 +43,11 @@ type Report struct {
 	CatchUpSeconds float64    `json:"catchup_seconds"`
 	Processing     Processing `json:"processing"`
 
+	// A scaled-out burst's membership generation and partitions by member
+	// instance (docs/replicas.md); absent for a burst run alone.
+	Generation int32              `json:"generation,omitempty"`
+	Assignment map[string][]int32 `json:"assignment,omitempty"`
+
 	Budgets config.BurstBudgets `json:"-"`
 	Checks  []Check             `json:"checks"`
 }

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,6 +64,8 @@ type Coordinator struct {
 	stable  bool  // view is current: no rebalance under way
 	led     bool  // led in the latest view; kept through a revoke for the next claim
 	changed chan struct{}
+	gen     int32 // the group generation of view
+	client  atomic.Pointer[kgo.Client]
 }
 
 // New builds a coordinator; nothing connects until Run.
@@ -120,6 +123,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("coordination client: %w", err)
 	}
+	c.client.Store(cl)
 	c.log.Info("joining the coordination group", "group", c.cfg.Group, "topic", c.cfg.Topic, "instance", c.cfg.Instance,
 		"session_timeout", c.cfg.SessionTimeout)
 	for {
@@ -170,6 +174,11 @@ func (c *Coordinator) ensureTopic(ctx context.Context) error {
 func (c *Coordinator) assigned(g grant) {
 	c.mu.Lock()
 	c.view, c.stable = g, true
+	c.gen = -1
+	if cl := c.client.Load(); cl != nil {
+		// The join that this assignment ends set the generation already.
+		_, c.gen = cl.GroupMetadata()
+	}
 	c.led = g.Leader == g.Self
 	c.members.Set(float64(len(g.Members)))
 	c.leaderG.Set(b2f(c.led))
@@ -268,6 +277,17 @@ func (c *Coordinator) Self() string {
 		return ""
 	}
 	return c.view.Self
+}
+
+// Generation returns the Kafka group generation of the current view (-1
+// without one): the same number on every member, new with every rebalance.
+func (c *Coordinator) Generation() int32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.stable {
+		return -1
+	}
+	return c.gen
 }
 
 // Changed returns a channel closed at the next change of the view: a

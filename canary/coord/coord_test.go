@@ -229,6 +229,9 @@ func TestLeadershipSticks(t *testing.T) {
 	if got := waitStable(t, 30*time.Second, a, b, c); got != "canary-b" {
 		t.Fatalf("leader %q after two joined, want canary-b still", got)
 	}
+	if ga, gb, gc := a.Generation(), b.Generation(), c.Generation(); ga < 1 || ga != gb || gb != gc {
+		t.Errorf("generations %d, %d, %d: want one, the same on every member", ga, gb, gc)
+	}
 	if got := a.Members(); !slices.EqualFunc(got, []string{"canary-a", "canary-b", "canary-c"}, func(m Member, s string) bool { return m.Instance == s }) {
 		t.Errorf("members %v, want sorted by instance", got)
 	}

@@ -13,14 +13,14 @@ import (
 
 // coordination joins the replicas' coordination group when it is enabled,
 // and makes the scheduler run its jobs on the group's leader only. It
-// returns the part that stays in the group, or nil.
-func coordination(cfg *config.Config, reg prometheus.Registerer, logger *slog.Logger, sc *sched.Scheduler) (*part, error) {
+// returns the part that stays in the group and the coordinator, or nils.
+func coordination(cfg *config.Config, reg prometheus.Registerer, logger *slog.Logger, sc *sched.Scheduler) (*part, *coord.Coordinator, error) {
 	if !cfg.Coordination.Enabled {
-		return nil, nil
+		return nil, nil, nil
 	}
 	kopts, err := canary.KafkaOpts(cfg.Kafka, logger)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	co, err := coord.New(coord.Config{
 		KafkaOpts: kopts, Group: cfg.Coordination.Group, Topic: cfg.Coordination.Topic, Instance: cfg.Canary.Instance,
@@ -28,8 +28,8 @@ func coordination(cfg *config.Config, reg prometheus.Registerer, logger *slog.Lo
 		Registerer: reg, Logger: logger.With("component", "coordination"),
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sc.LeaderOnly(co)
-	return &part{name: "coordination", run: co.Run}, nil
+	return &part{name: "coordination", run: co.Run}, co, nil
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/slo-scout/slo-canary/canary"
 	"github.com/slo-scout/slo-canary/canary/burst"
+	"github.com/slo-scout/slo-canary/canary/coord"
 	"github.com/slo-scout/slo-canary/canary/grouplag"
 	"github.com/slo-scout/slo-canary/config"
 	"github.com/slo-scout/slo-canary/internal/sched"
@@ -97,6 +98,7 @@ type daemonDeps struct {
 	logger    *slog.Logger
 	scheduler *sched.Scheduler
 	service   *canary.Service
+	coord     *coord.Coordinator // nil: coordination is off
 }
 
 // runDaemon runs the daemon on a fixed config: nothing triggers a reload.
@@ -241,11 +243,11 @@ func buildParts(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*
 		{name: "markers", run: svc.Run, ready: svc.Ready},
 		{name: "scheduler", run: sc.Run},
 	}}
-	d := daemonDeps{cfg: cfg, reg: reg, logger: logger, scheduler: sc, service: svc}
-	cp, err := coordination(cfg, reg, logger, sc) // coordination.go: before any job is added
+	cp, co, err := coordination(cfg, reg, logger, sc) // coordination.go: before any job is added
 	if err != nil {
 		return nil, startErr(fmt.Errorf("coordination: %w", err))
 	}
+	d := daemonDeps{cfg: cfg, reg: reg, logger: logger, scheduler: sc, service: svc, coord: co}
 	if cp != nil {
 		gen.parts = append(gen.parts, *cp)
 	}
@@ -260,9 +262,11 @@ func buildParts(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*
 			return gl.Run(ctx)
 		}})
 	}
-	if err := scheduleBursts(d, gl); err != nil {
+	bp, err := scheduleBursts(d, gl)
+	if err != nil {
 		return nil, startErr(err)
 	}
+	gen.parts = append(gen.parts, bp...)
 	qs, qp, err := queryParts(ctx, d)
 	if err != nil {
 		return nil, startErr(err)
@@ -288,10 +292,11 @@ func groupLag(cfg *config.Config, reg prometheus.Registerer, logger *slog.Logger
 
 // scheduleBursts adds the scheduled bursts, when enabled, as jobs of the
 // scheduler (group "burst"); gl, if not nil, is the daemon's consumer-group
-// lag watcher, which their guards read.
-func scheduleBursts(d daemonDeps, gl *grouplag.Watcher) error {
+// lag watcher, which their guards read. With bursts.scale_out it returns the
+// part that runs this replica's shares of the leader's bursts.
+func scheduleBursts(d daemonDeps, gl *grouplag.Watcher) ([]part, error) {
 	if !d.cfg.Bursts.Enabled {
-		return nil
+		return nil, nil
 	}
 	profiles := slices.Sorted(maps.Keys(d.cfg.Bursts.Profiles))
 	logger := d.logger.With("component", "burst")
@@ -301,28 +306,36 @@ func scheduleBursts(d daemonDeps, gl *grouplag.Watcher) error {
 			m.InitSearchProfile(p)
 		}
 	}
-	runner, err := burst.NewRunner(burst.Options{
+	o := burst.Options{
 		Service: d.service, GroupLag: gl, Metrics: m,
 		Logger: logger, Progress: progressLogger(logger),
 		StepDone: func(s burst.SearchStep) {
 			logger.Info("capacity search step", "target_rate", s.TargetRate, "achieved_rate", s.AchievedRate,
 				"lag_p95", s.LagP95, "passed", s.Passed, "failed_check", s.FailedCheck)
 		},
-	})
+	}
+	scaleOut := d.cfg.Bursts.ScaleOut && d.coord != nil
+	if scaleOut {
+		o.Membership, o.CoordinationTopic = d.coord, d.cfg.Coordination.Topic
+	}
+	runner, err := burst.NewRunner(o)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	jobs, err := runner.Jobs()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, j := range jobs {
 		if err := d.scheduler.Add(j); err != nil {
-			return fmt.Errorf("bursts: %w", err)
+			return nil, fmt.Errorf("bursts: %w", err)
 		}
 	}
-	logger.Info("bursts scheduled", "profiles", profiles, "report_dir", d.cfg.Bursts.ReportDir)
-	return nil
+	logger.Info("bursts scheduled", "profiles", profiles, "report_dir", d.cfg.Bursts.ReportDir, "scale_out", scaleOut)
+	if !scaleOut {
+		return nil, nil
+	}
+	return []part{{name: "burst_shares", run: runner.Follow}}, nil
 }
 
 // progressLogger logs a running burst's progress every 30 seconds.
