@@ -205,27 +205,49 @@ func (o oneShot) steps(cfg *config.Config) (string, []config.Step, error) {
 	return name, steps, nil
 }
 
-// oneBurst starts a canary (markers, stages, consumer-group lag) against the
-// configured pipeline, waits until it is ready, runs the burst and stops.
+// oneBurst runs one burst (see withRunner) with a progress line on out.
 func oneBurst(ctx context.Context, cfg *config.Config, logger *slog.Logger, out io.Writer, profile string, steps []config.Step, readyTimeout time.Duration) (*burst.Report, error) {
+	var rep *burst.Report
+	err := withRunner(ctx, cfg, logger, readyTimeout, []string{profile}, burst.Options{Progress: progressPrinter(out)},
+		func(ctx context.Context, runner *burst.Runner) error {
+			fmt.Fprintf(out, "burst %s: %s, markers every %.0f events, judged at stage %s\n", profile, stepsString(steps), 1/cfg.Bursts.MarkerShare, cfg.Bursts.Stage)
+			var err error
+			rep, err = runner.Run(ctx, profile, steps)
+			return err
+		})
+	if err != nil {
+		return nil, err
+	}
+	if rep == nil {
+		return nil, fmt.Errorf("burst did not run: %w", context.Cause(ctx))
+	}
+	return rep, nil
+}
+
+// withRunner is what burst --once, gate and capacity --once share: it starts a
+// canary (markers, stages, consumer-group lag) against the configured
+// pipeline, builds a burst runner from o (its service, lag watcher and
+// metrics for profiles filled in), waits until the canary is ready, runs job
+// and stops everything once job returns. An interruption before or during
+// job is not an error here: the caller sees that job produced nothing.
+func withRunner(ctx context.Context, cfg *config.Config, logger *slog.Logger, readyTimeout time.Duration, profiles []string, o burst.Options, job func(context.Context, *burst.Runner) error) error {
 	reg := prometheus.NewRegistry()
 	svc, err := canary.New(ctx, canary.Options{Config: cfg, Registerer: reg, Logger: logger.With("component", "canary")})
 	if err != nil {
-		return nil, fmt.Errorf("start: %w", err)
+		return fmt.Errorf("start: %w", err)
 	}
 	gl, err := groupLag(cfg, reg, logger)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if gl != nil {
 		defer gl.Close()
 	}
-	runner, err := burst.NewRunner(burst.Options{
-		Service: svc, GroupLag: gl, Metrics: burst.NewMetrics(reg, []string{profile}),
-		Logger: logger.With("component", "burst"), Progress: progressPrinter(out),
-	})
+	o.Service, o.GroupLag, o.Metrics = svc, gl, burst.NewMetrics(reg, profiles)
+	o.Logger = logger.With("component", "burst")
+	runner, err := burst.NewRunner(o)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -234,24 +256,17 @@ func oneBurst(ctx context.Context, cfg *config.Config, logger *slog.Logger, out 
 	if gl != nil {
 		g.Go(func() error { return gl.Run(gctx) })
 	}
-	var rep *burst.Report
 	g.Go(func() error {
 		defer stop()
 		if err := waitReady(gctx, svc, readyTimeout); err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "burst %s: %s, markers every %.0f events, judged at stage %s\n", profile, stepsString(steps), 1/cfg.Bursts.MarkerShare, cfg.Bursts.Stage)
-		var err error
-		rep, err = runner.Run(gctx, profile, steps)
-		return err
+		return job(gctx, runner)
 	})
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
-		return nil, err
+		return err
 	}
-	if rep == nil {
-		return nil, fmt.Errorf("burst did not run: %w", context.Cause(ctx))
-	}
-	return rep, nil
+	return nil
 }
 
 func waitReady(ctx context.Context, svc *canary.Service, timeout time.Duration) error {

@@ -9,11 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
 
-	"github.com/slo-scout/slo-canary/canary"
 	"github.com/slo-scout/slo-canary/canary/burst"
 	"github.com/slo-scout/slo-canary/config"
 	"github.com/slo-scout/slo-canary/internal/junit"
@@ -207,59 +204,30 @@ func searchSuite(rep *burst.SearchReport, verdictName string, pass bool, why str
 	return s
 }
 
-// oneSearch starts a canary against the configured pipeline, waits until it
-// is ready, runs the search and stops; one line per step on out.
+// oneSearch runs one capacity search (see withRunner), one line per step on out.
 func oneSearch(ctx context.Context, cfg *config.Config, logger *slog.Logger, out io.Writer, profile string, spec config.Search, readyTimeout time.Duration) (*burst.SearchReport, error) {
-	reg := prometheus.NewRegistry()
-	svc, err := canary.New(ctx, canary.Options{Config: cfg, Registerer: reg, Logger: logger.With("component", "canary")})
-	if err != nil {
-		return nil, fmt.Errorf("start: %w", err)
-	}
-	gl, err := groupLag(cfg, reg, logger)
-	if err != nil {
-		return nil, err
-	}
-	if gl != nil {
-		defer gl.Close()
-	} else {
+	if !cfg.ConsumerLag.Enabled {
 		fmt.Fprintln(out, "capacity: consumer_lag is disabled: steps are judged without backlog and sink-rate checks")
 	}
 	n := 0
-	runner, err := burst.NewRunner(burst.Options{
-		Service: svc, GroupLag: gl, Metrics: burst.NewMetrics(reg, nil), Logger: logger.With("component", "burst"),
-		StepDone: func(s burst.SearchStep) {
-			n++
-			verdict := "pass"
-			if !s.Passed {
-				verdict = "FAIL (" + s.FailedCheck + ")"
-			}
-			fmt.Fprintf(out, "[%s] step %d: %.0f/s for %s: achieved %.0f/s, lag p95 %.3fs, %s\n",
-				profile, n, s.TargetRate, spec.StepDuration, s.AchievedRate, s.LagP95, verdict)
-		},
-	})
-	if err != nil {
-		return nil, err
-	}
-	sctx, stop := context.WithCancel(ctx)
-	defer stop()
-	g, gctx := errgroup.WithContext(sctx)
-	g.Go(func() error { return svc.Run(gctx) })
-	if gl != nil {
-		g.Go(func() error { return gl.Run(gctx) })
-	}
-	var rep *burst.SearchReport
-	g.Go(func() error {
-		defer stop()
-		if err := waitReady(gctx, svc, readyTimeout); err != nil {
-			return err
+	o := burst.Options{StepDone: func(s burst.SearchStep) {
+		n++
+		verdict := "pass"
+		if !s.Passed {
+			verdict = "FAIL (" + s.FailedCheck + ")"
 		}
+		fmt.Fprintf(out, "[%s] step %d: %.0f/s for %s: achieved %.0f/s, lag p95 %.3fs, %s\n",
+			profile, n, s.TargetRate, spec.StepDuration, s.AchievedRate, s.LagP95, verdict)
+	}}
+	var rep *burst.SearchReport
+	err := withRunner(ctx, cfg, logger, readyTimeout, nil, o, func(ctx context.Context, runner *burst.Runner) error {
 		fmt.Fprintf(out, "capacity %s: from %s up to %s, steps of %s, precision %.0f%%, time cap %s, judged at stage %s\n",
 			profile, config.FormatRate(spec.Start), config.FormatRate(min(spec.Max, cfg.Bursts.MaxRate)), spec.StepDuration, 100*spec.Precision, spec.Timeout, cfg.Bursts.Stage)
 		var err error
-		rep, err = runner.Search(gctx, profile, spec)
+		rep, err = runner.Search(ctx, profile, spec)
 		return err
 	})
-	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+	if err != nil {
 		return nil, err
 	}
 	if rep == nil {
