@@ -125,6 +125,10 @@ type BurstSearch struct {
 	// behind during a step, and how far the sink's processing rate may fall
 	// short of the produce rate, as a fraction of the step's rate; 0: 0.05.
 	BacklogTolerance float64 `mapstructure:"backlog_tolerance"`
+	// LagGrowthTolerance is how fast the judged stage's marker lag may grow
+	// during a step, in seconds per second of load: a pipeline processing
+	// at 1/(1+x) of the rate falls behind by x of the time; 0: 0.02.
+	LagGrowthTolerance float64 `mapstructure:"lag_growth_tolerance"`
 }
 
 // Search defaults, for zero fields.
@@ -133,6 +137,7 @@ const (
 	DefaultSearchPrecision        = 0.1
 	DefaultSearchTimeout          = time.Hour
 	DefaultSearchBacklogTolerance = 0.05
+	DefaultSearchLagGrowth        = 0.02
 )
 
 // DefaultContractRate is SLO-Scout's steady throughput promise.
@@ -145,6 +150,7 @@ type Search struct {
 	Precision        float64
 	Timeout          time.Duration
 	BacklogTolerance float64
+	LagGrowth        float64 // LagGrowthTolerance
 }
 
 // Enabled says whether the profile is a capacity search.
@@ -153,7 +159,8 @@ func (s BurstSearch) Enabled() bool { return s.Max != "" || s.Start != "" }
 // Parse reads the search's rates and applies the defaults. key prefixes the
 // errors (bursts.profiles.NAME.search).
 func (s BurstSearch) Parse(key string) (Search, error) {
-	out := Search{StepDuration: s.StepDuration, Precision: s.Precision, Timeout: s.Timeout, BacklogTolerance: s.BacklogTolerance}
+	out := Search{StepDuration: s.StepDuration, Precision: s.Precision, Timeout: s.Timeout,
+		BacklogTolerance: s.BacklogTolerance, LagGrowth: s.LagGrowthTolerance}
 	if s.Max == "" {
 		return out, fmt.Errorf("%s.max: must be set: the highest rate to try, N/s or N/min", key)
 	}
@@ -182,6 +189,9 @@ func (s BurstSearch) Parse(key string) (Search, error) {
 	if out.BacklogTolerance == 0 {
 		out.BacklogTolerance = DefaultSearchBacklogTolerance
 	}
+	if out.LagGrowth == 0 {
+		out.LagGrowth = DefaultSearchLagGrowth
+	}
 	return out, out.Check(key)
 }
 
@@ -200,6 +210,8 @@ func (s Search) Check(key string) error {
 		return fmt.Errorf("%s.timeout: must be positive, got %s", key, s.Timeout)
 	case !(s.BacklogTolerance > 0 && s.BacklogTolerance < 1):
 		return fmt.Errorf("%s.backlog_tolerance: must be a fraction within (0, 1), got %v", key, s.BacklogTolerance)
+	case !(s.LagGrowth > 0 && s.LagGrowth < 1):
+		return fmt.Errorf("%s.lag_growth_tolerance: must be a fraction within (0, 1), got %v", key, s.LagGrowth)
 	}
 	return nil
 }

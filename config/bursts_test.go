@@ -179,7 +179,7 @@ func TestBurstSearchExample(t *testing.T) {
 	}
 	name, s, err := b.SearchProfile("")
 	want := Search{Start: 1000, Max: 5000, StepDuration: 2 * time.Minute, Precision: 0.05,
-		Timeout: DefaultSearchTimeout, BacklogTolerance: DefaultSearchBacklogTolerance}
+		Timeout: DefaultSearchTimeout, BacklogTolerance: DefaultSearchBacklogTolerance, LagGrowth: DefaultSearchLagGrowth}
 	if err != nil || name != "capacity" || s != want {
 		t.Errorf("SearchProfile(\"\") = %q %+v %v, want capacity %+v", name, s, err, want)
 	}
@@ -194,7 +194,7 @@ func TestBurstSearchExample(t *testing.T) {
 	if err != nil || s.Start != 1000 || s.StepDuration != DefaultSearchStepDuration || s.Precision != DefaultSearchPrecision {
 		t.Errorf("defaults: %+v %v", s, err)
 	}
-	if err := BurstsDefaults().CheckSearch("x", Search{Start: 1, Max: 20000, StepDuration: time.Second, Precision: 0.1, Timeout: time.Hour, BacklogTolerance: 0.05}); err == nil {
+	if err := BurstsDefaults().CheckSearch("x", Search{Start: 1, Max: 20000, StepDuration: time.Second, Precision: 0.1, Timeout: time.Hour, BacklogTolerance: 0.05, LagGrowth: 0.02}); err == nil {
 		t.Error("a search above the default max_rate passed CheckSearch")
 	}
 }

@@ -36,6 +36,8 @@ func (b *burst) compute(rep *Report, results []StepResult) {
 	}
 	mc := MarkerCounts{Acked: b.acked, Sent: b.acked + b.failed}
 	var first, last time.Time
+	var trend []point
+	trendFrom := rep.Started.Add(rep.LoadEnd.Sub(rep.Started) / 4)
 	other := map[string][]float64{}
 	for _, bm := range b.markers {
 		if !bm.acked {
@@ -59,6 +61,9 @@ func (b *burst) compute(rep *Report, results []StepResult) {
 			if bm.seenAt.After(last) {
 				last = bm.seenAt
 			}
+			if !bm.sentAt.Before(trendFrom) && !bm.sentAt.After(rep.LoadEnd) {
+				trend = append(trend, point{bm.sentAt.Sub(rep.Started).Seconds(), bm.lag.Seconds()})
+			}
 		default:
 			mc.Unresolved++
 		}
@@ -69,6 +74,9 @@ func (b *burst) compute(rep *Report, results []StepResult) {
 	lags := slices.Clone(b.lags)
 	b.mu.Unlock()
 	rep.Markers = mc
+	if g, ok := lagGrowth(trend, trendFrom.Sub(rep.Started).Seconds(), rep.LoadEnd.Sub(rep.Started).Seconds(), b.pollPeriod()); ok {
+		rep.LagGrowth = &g
+	}
 	sort.Float64s(lags)
 	rep.Lag = lagSummary(lags)
 	if len(other) > 0 {
@@ -229,4 +237,102 @@ func latest(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// minTrendMarkers is the fewest markers a lag growth is fitted to.
+const minTrendMarkers = 10
+
+// pollPeriod is how often the judged stage is polled, in seconds; 0 for a
+// stage that is told (a Kafka topic).
+func (b *burst) pollPeriod() float64 {
+	o := b.r.cfg.Observers[b.stage]
+	if o.Type == "kafka" {
+		return 0
+	}
+	return o.PollInterval.Seconds()
+}
+
+// lagGrowth is the slope of the markers' lags (y, seconds) against their
+// send times (x, seconds) over [from, to]. A polled stage sees markers only
+// at its polls, so the lags of markers sent one after another fall along a
+// sawtooth of the poll's period, and a least-squares line through a window
+// a few periods long tilts with the sawtooth's phase (by several percent
+// for 1 s polls over a few seconds). So for a polled stage the growth is
+// taken between two windows of a whole number of poll periods each, one at
+// either end of [from, to]: a sawtooth averages to the same value over any
+// whole period, whatever its phase. Without a period, or when [from, to]
+// holds less than two periods, it is the least-squares slope. ok is false
+// with too few markers.
+func lagGrowth(pts []point, from, to, period float64) (g float64, ok bool) {
+	if len(pts) < minTrendMarkers {
+		return 0, false
+	}
+	k := 0.0
+	if period > 0 {
+		k = math.Floor((to - from) / 2 / period)
+	}
+	if k < 1 {
+		return leastSquaresSlope(pts), true
+	}
+	// A lag growing by g stretches the sawtooth: markers sent period/(1+g)
+	// apart are seen one poll apart. So the windows are fitted to the
+	// growth they measure, a few times over, from the unstretched period.
+	g = 0
+	for range 4 {
+		p := period / (1 + max(g, -0.5))
+		k := math.Floor((to - from) / 2 / p)
+		if k < 1 {
+			break
+		}
+		next, ok := windowGrowth(pts, from, to, k*p)
+		if !ok {
+			return leastSquaresSlope(pts), true
+		}
+		g = next
+	}
+	return g, true
+}
+
+// windowGrowth is the slope between the mean markers of the windows [from,
+// from+w) and [to-w, to); ok is false when either holds too few.
+func windowGrowth(pts []point, from, to, w float64) (float64, bool) {
+	var a, b point
+	var na, nb float64
+	for _, p := range pts {
+		switch {
+		case p.x >= from && p.x < from+w:
+			a.x, a.y, na = a.x+p.x, a.y+p.y, na+1
+		case p.x >= to-w && p.x < to:
+			b.x, b.y, nb = b.x+p.x, b.y+p.y, nb+1
+		}
+	}
+	if na < minTrendMarkers/2 || nb < minTrendMarkers/2 {
+		return 0, false
+	}
+	dx := b.x/nb - a.x/na
+	if dx <= 0 {
+		return 0, false
+	}
+	return (b.y/nb - a.y/na) / dx, true
+}
+
+// point is one (x, y) pair for leastSquaresSlope.
+type point struct{ x, y float64 }
+
+// leastSquaresSlope is the slope of the least-squares line through pts; 0
+// when their x do not vary.
+func leastSquaresSlope(pts []point) float64 {
+	var n, sx, sy, sxx, sxy float64
+	for _, p := range pts {
+		n++
+		sx += p.x
+		sy += p.y
+		sxx += p.x * p.x
+		sxy += p.x * p.y
+	}
+	d := n*sxx - sx*sx
+	if d == 0 {
+		return 0
+	}
+	return (n*sxy - sx*sy) / d
 }

@@ -226,6 +226,22 @@ func (m *Metrics) InitSearchProfile(p string) {
 	}
 }
 
+// SeedPreviousSearch makes sustainable the figure the profile's next
+// complete search is compared with (the previous search's), as if this
+// process had run that search: a restart does not forget it. The series
+// are left alone: on a replica that does not lead, a figure from its own
+// past would stand beside the leader's as a current one.
+func (m *Metrics) SeedPreviousSearch(profile string, sustainable float64) {
+	m.searchMu.Lock()
+	defer m.searchMu.Unlock()
+	if m.searchDone == nil {
+		m.searchDone = map[string]float64{}
+	}
+	if _, ok := m.searchDone[profile]; !ok {
+		m.searchDone[profile] = sustainable
+	}
+}
+
 // recordSearch publishes a finished capacity search. An aborted one counts,
 // and moves the timestamp, but leaves the figures of the last complete one.
 func (m *Metrics) recordSearch(s *SearchReport) {

@@ -42,6 +42,14 @@ type Report struct {
 	AchievedRate   float64    `json:"achieved_rate"` // acknowledged events per second over the whole load
 	CatchUpSeconds float64    `json:"catchup_seconds"`
 	Processing     Processing `json:"processing"`
+	// LagGrowth is how fast the judged stage's marker lag grew over the
+	// load after its first quarter: seconds of lag gained per second of
+	// load, the least-squares slope of the markers' lags against their send
+	// times. 0 while the pipeline keeps up; 0.05 when it falls behind by 5%
+	// of the time, as one processing at 1/1.05 of the rate does. Null with
+	// fewer than minTrendMarkers markers seen in that window, and in a
+	// scaled-out burst's merged report.
+	LagGrowth *float64 `json:"lag_growth_seconds_per_second,omitempty"`
 
 	// A scaled-out burst's membership generation and partitions by member
 	// instance (docs/replicas.md); absent for a burst run alone.
@@ -271,4 +279,34 @@ func (s *SearchReport) WriteJSON(path string) error {
 // ReportPath is where a scheduled search's report goes in dir.
 func (s *SearchReport) ReportPath(dir string) string {
 	return filepath.Join(dir, fmt.Sprintf("capacity-%s-%s.json", s.Profile, s.Started.UTC().Format("20060102T150405Z")))
+}
+
+// LatestSearch reads the newest complete search of profile (one that was not
+// aborted and gave a figure) from the reports in dir. It returns nil without
+// an error when there is none, and skips, naming them in skipped, report
+// files it cannot read: one bad file does not hide the others.
+func LatestSearch(dir, profile string) (latest *SearchReport, skipped []error, err error) {
+	files, err := filepath.Glob(filepath.Join(dir, "capacity-"+profile+"-*.json"))
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			skipped = append(skipped, err)
+			continue
+		}
+		var r SearchReport
+		if err := json.Unmarshal(data, &r); err != nil {
+			skipped = append(skipped, fmt.Errorf("%s: %w", f, err))
+			continue
+		}
+		if r.Profile != profile || r.Aborted || r.Sustainable == nil {
+			continue
+		}
+		if latest == nil || r.Finished.After(latest.Finished) {
+			latest = &r
+		}
+	}
+	return latest, skipped, nil
 }

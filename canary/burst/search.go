@@ -37,6 +37,12 @@ var searchOutcomes = []string{OutcomeFound, OutcomeAtLeastMax, OutcomeNone, Outc
 // while draining.
 const sampleEvery = 200 * time.Millisecond
 
+// lagGrowthNoise is the marker lag growth, in seconds per second, a step at
+// or below the pipeline's capacity shows from noise alone (up to about 0.5%
+// in the reference pipeline's searches): the sustainable rate is corrected
+// by a growth above it only.
+const lagGrowthNoise = 0.005
+
 // SearchReport is what a capacity search found. The JSON keys
 // sustainable_rate_per_second, first_failing_rate_per_second, failed_check,
 // steps, aborted and abort_reason are read by checks outside this project.
@@ -52,9 +58,11 @@ type SearchReport struct {
 	StepDuration string  `json:"step_duration"`
 	Precision    float64 `json:"precision"`
 
-	// Sustainable is the highest step that passed; null when none did or
-	// the search was aborted. AtLeastMax: it is the max, and the pipeline
-	// may hold more.
+	// Sustainable is the highest step that passed: its rate, or, when its
+	// markers' lag still grew a little (within lag_growth_tolerance), the
+	// rate the pipeline processed over it, rate / (1 + growth). Null when
+	// no step passed or the search was aborted. AtLeastMax: it is the max,
+	// and the pipeline may hold more.
 	Sustainable  *float64 `json:"sustainable_rate_per_second"`
 	AtLeastMax   bool     `json:"at_least_max"`
 	FirstFailing *float64 `json:"first_failing_rate_per_second"` // the lowest step that failed
@@ -90,7 +98,10 @@ type SearchStep struct {
 	BacklogGrowth *float64 `json:"backlog_growth_per_second"`
 	// SinkRate is how fast the groups' committed offsets on the ingest
 	// topic grew over the same window, events per second.
-	SinkRate   *float64  `json:"sink_rate_per_second"`
+	SinkRate *float64 `json:"sink_rate_per_second"`
+	// LagGrowth is the step's marker lag growth (Report.LagGrowth): seconds
+	// of lag gained per second of load; null with too few markers.
+	LagGrowth  *float64  `json:"lag_growth_seconds_per_second"`
 	EventsSent int64     `json:"events_sent"`
 	Reasons    []string  `json:"reasons,omitempty"`
 	BurstID    string    `json:"burst_id"`
@@ -188,7 +199,8 @@ func (s *search) run(parent context.Context) *SearchReport {
 	}
 
 	baseline, _, _ := s.groupLag(ctx)
-	var lo, hi float64 // highest pass, lowest fail (0: none yet)
+	var lo, hi float64   // highest pass, lowest fail (0: none yet)
+	var loGrowth float64 // the highest pass's marker lag growth, if above lagGrowthNoise
 	rate := rep.StartRate
 	floor := rep.StartRate / 64
 	for {
@@ -214,7 +226,10 @@ func (s *search) run(parent context.Context) *SearchReport {
 			r.o.StepDone(*st)
 		}
 		if st.Passed {
-			lo = rate
+			lo, loGrowth = rate, 0
+			if st.LagGrowth != nil && *st.LagGrowth > lagGrowthNoise {
+				loGrowth = *st.LagGrowth
+			}
 		} else {
 			hi = rate
 			rep.FailedCheck, rep.FailedDetail = st.FailedCheck, firstOr(st.Reasons)
@@ -244,7 +259,20 @@ func (s *search) run(parent context.Context) *SearchReport {
 		}
 	}
 	if lo > 0 {
-		rep.Sustainable = &lo
+		// A step passes while its markers fall behind by up to
+		// lag_growth_tolerance of the time: the rate the pipeline processed
+		// over it is the rate over 1 + that growth, never above the rate.
+		// A growth within lagGrowthNoise is the measurement's own spread,
+		// and leaves the step's rate as it is.
+		sus := lo
+		if rep.AtLeastMax {
+			loGrowth = 0 // "at least max": max held, whatever the noise
+		}
+		if loGrowth > 0 {
+			sus = math.Round(lo / (1 + loGrowth))
+		}
+		rep.Sustainable = &sus
+		lo = sus
 		if rep.ContractRate > 0 {
 			h := lo / rep.ContractRate
 			rep.Headroom = &h
@@ -337,6 +365,7 @@ func (s *search) step(ctx context.Context, rate float64) (*SearchStep, *Abort, e
 	st.BurstID, st.EventsSent = rep.ID, rep.Events.Acked
 	st.AchievedRate = rep.AchievedRate
 	st.LagP50, st.LagP95, st.LagP99 = rep.Lag.P50, rep.Lag.P95, rep.Lag.P99
+	st.LagGrowth = rep.LagGrowth
 	if rep.Abort != nil {
 		if rep.Abort.Reason == "unhealthy_at_start" {
 			return nil, rep.Abort, nil // nothing was sent: not a step
@@ -383,6 +412,10 @@ func (s *search) judge(st *SearchStep, rep *Report, samples []lagSample) {
 			failed[CheckProduceRate] = true
 		}
 	}
+	if g := st.LagGrowth; g != nil && *g > s.spec.LagGrowth {
+		failed[CheckBacklog] = true
+		st.Reasons = append(st.Reasons, fmt.Sprintf("marker lag grew %.3f s per second of load over the step, above %.3f: the pipeline fell behind by %.1f%% of the time", *g, s.spec.LagGrowth, 100**g))
+	}
 	if len(win) >= 3 {
 		g := slope(win, func(ls lagSample) float64 { return float64(ls.lag) })
 		st.BacklogGrowth = &g
@@ -410,21 +443,11 @@ func (s *search) judge(st *SearchStep, rep *Report, samples []lagSample) {
 
 // slope is the least-squares slope of f over the samples, per second.
 func slope(ls []lagSample, f func(lagSample) float64) float64 {
-	t0 := ls[0].at
-	var n, sx, sy, sxx, sxy float64
-	for _, s := range ls {
-		x, y := s.at.Sub(t0).Seconds(), f(s)
-		n++
-		sx += x
-		sy += y
-		sxx += x * x
-		sxy += x * y
+	pts := make([]point, len(ls))
+	for i, s := range ls {
+		pts[i] = point{s.at.Sub(ls[0].at).Seconds(), f(s)}
 	}
-	d := n*sxx - sx*sx
-	if d == 0 {
-		return 0
-	}
-	return (n*sxy - sx*sy) / d
+	return leastSquaresSlope(pts)
 }
 
 // drain waits until the watched groups' lag is back to its level before the

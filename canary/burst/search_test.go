@@ -63,7 +63,9 @@ func newCapacityBed(t *testing.T, faults testbed.Faults, mod func(*config.Config
 	// Steps of a few seconds: the pacer's own lateness on a busy machine is
 	// a percent of them (TestGate's reason too).
 	c.Bursts.Budgets.RateTolerance = 0.1
-	c.Bursts.MarkerShare = 0.005
+	// Enough markers per step (40/s at 2,000/s) for a lag growth that
+	// resolves a percent.
+	c.Bursts.MarkerShare = 0.02
 	c.ConsumerLag.Groups = []string{"capsule-ingest-consumer"}
 	if mod != nil {
 		mod(&c)
@@ -92,8 +94,8 @@ func newCapacityBed(t *testing.T, faults testbed.Faults, mod func(*config.Config
 	m := burst.NewMetrics(reg, nil)
 	o := burst.Options{Service: svc, GroupLag: gl, Metrics: m,
 		StepDone: func(s burst.SearchStep) {
-			t.Logf("step %.0f/s: achieved %.0f/s, passed %v %s, lag p95 %.2fs, backlog %+.0f/s, sink %.0f/s, group lag %v..%v, %.1fs",
-				s.TargetRate, s.AchievedRate, s.Passed, s.FailedCheck, s.LagP95, ptr(s.BacklogGrowth), ptr(s.SinkRate), ptrI(s.GroupLagStart), ptrI(s.GroupLagEnd), s.Seconds)
+			t.Logf("step %.0f/s: achieved %.0f/s, passed %v %s, lag p95 %.2fs, lag growth %+.3f, backlog %+.0f/s, sink %.0f/s, group lag %v..%v, %.1fs",
+				s.TargetRate, s.AchievedRate, s.Passed, s.FailedCheck, s.LagP95, ptr(s.LagGrowth), ptr(s.BacklogGrowth), ptr(s.SinkRate), ptrI(s.GroupLagStart), ptrI(s.GroupLagEnd), s.Seconds)
 		}}
 	for _, f := range opts {
 		f(&o)
@@ -121,7 +123,7 @@ func ptrI(p *int64) int64 {
 
 func searchSpec(start, maxRate float64) config.Search {
 	return config.Search{Start: start, Max: maxRate, StepDuration: 2 * time.Second, Precision: 0.1,
-		Timeout: 3 * time.Minute, BacklogTolerance: 0.05}
+		Timeout: 3 * time.Minute, BacklogTolerance: 0.05, LagGrowth: 0.02}
 }
 
 // TestSearchFindsCapacity: against a pipeline that processes testCapacity
@@ -132,7 +134,9 @@ func TestSearchFindsCapacity(t *testing.T) {
 	c := testCapacity()
 	b := newCapacityBed(t, testbed.Faults{Capacity: c}, nil)
 	maxRate := 2 * c
-	rep, err := b.r.Search(context.Background(), "cap", searchSpec(c/4, maxRate))
+	// A start that does not double into the capacity: no step lands on it
+	// exactly, so the bisection has to close in on it from both sides.
+	rep, err := b.r.Search(context.Background(), "cap", searchSpec(0.3*c, maxRate))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,14 +27,14 @@ func TestTestbedCapacityFlag(t *testing.T) {
 }
 
 // TestCapacityOnce runs `slo-canary capacity --once` against the reference
-// pipeline with a capacity of 1,000 events/s: 500/s and 1,000/s pass, 2,000/s
+// pipeline with a capacity of 1,100 events/s: 500/s and 1,000/s pass, 2,000/s
 // fails, and with --min-rate 1500/s the exit is 1 with both reports written.
 // `gate --search` with the contract at 400/s has headroom 2.5 (at least
 // max, 1,000/s) and passes --min-headroom 2. Bad flags exit 2.
 func TestCapacityOnce(t *testing.T) {
 	dsn := testenv.PostgresDSN(t)
 	p := testenv.Pipeline(t, testbed.PipelineConfig{Partitions: 3, PostgresDSN: dsn, CommitInterval: 100 * time.Millisecond,
-		Faults: testbed.Faults{Capacity: 1000}})
+		Faults: testbed.Faults{Capacity: 1100}})
 	cfg := writeConfig(t, fmt.Sprintf(`kafka:
   brokers: [%q]
 canary:
@@ -81,7 +81,9 @@ bursts:
 			t.Errorf("report lacks %q", k)
 		}
 	}
-	if rep["sustainable_rate_per_second"] != 1000.0 || rep["first_failing_rate_per_second"] != 2000.0 || rep["aborted"] != false {
+	// 1,000/s passes; the figure is its rate, or a little less if noise made
+	// its markers' lag grow measurably (docs/bursts.md).
+	if s, _ := rep["sustainable_rate_per_second"].(float64); s < 950 || s > 1000 || rep["first_failing_rate_per_second"] != 2000.0 || rep["aborted"] != false {
 		t.Errorf("report %s", data)
 	}
 	steps, _ := rep["steps"].([]any)

@@ -45,7 +45,8 @@ func (f searchFlags) spec(cfg *config.Config, profile string) (string, config.Se
 		}
 		name = "adhoc"
 		s = config.Search{Max: bc.MaxRate, StepDuration: config.DefaultSearchStepDuration, Precision: config.DefaultSearchPrecision,
-			Timeout: config.DefaultSearchTimeout, BacklogTolerance: config.DefaultSearchBacklogTolerance}
+			Timeout: config.DefaultSearchTimeout, BacklogTolerance: config.DefaultSearchBacklogTolerance,
+			LagGrowth: config.DefaultSearchLagGrowth}
 		s.Start = s.Max / 16
 	}
 	if f.max != "" {

@@ -304,6 +304,7 @@ func scheduleBursts(d daemonDeps, gl *grouplag.Watcher) ([]part, error) {
 	for _, p := range profiles {
 		if d.cfg.Bursts.Profiles[p].Search.Enabled() {
 			m.InitSearchProfile(p)
+			seedPreviousSearch(m, d.cfg.Bursts.ReportDir, p, logger)
 		}
 	}
 	o := burst.Options{
@@ -362,4 +363,26 @@ func queryParts(ctx context.Context, d daemonDeps) (*queries.Service, []part, er
 		return nil, nil, fmt.Errorf("queries: %w", err)
 	}
 	return qs, []part{{name: "queries", run: qs.Run, ready: qs.Ready}}, nil
+}
+
+// seedPreviousSearch gives the capacity search of profile the figure of the
+// latest complete search in the report directory to compare its next one
+// with, so a restart or a reload does not forget it
+// (SLOScoutCapacityHeadroomDropped).
+func seedPreviousSearch(m *burst.Metrics, dir, profile string, logger *slog.Logger) {
+	if dir == "" {
+		return
+	}
+	rep, skipped, err := burst.LatestSearch(dir, profile)
+	for _, e := range skipped {
+		logger.Warn("capacity report not read", "profile", profile, "err", e)
+	}
+	if err != nil {
+		logger.Warn("capacity reports not read", "profile", profile, "dir", dir, "err", err)
+		return
+	}
+	if rep != nil {
+		m.SeedPreviousSearch(profile, *rep.Sustainable)
+		logger.Info("previous capacity search", "profile", profile, "sustainable_rate_per_second", *rep.Sustainable, "finished", rep.Finished)
+	}
 }
