@@ -465,6 +465,7 @@ type webhook struct {
 	*httptest.Server
 	mu       sync.Mutex
 	received []notification
+	messages int // notifications, each with one or more alerts
 	changed  chan struct{}
 }
 
@@ -492,6 +493,7 @@ func newWebhook(t *testing.T) *webhook {
 			return
 		}
 		h.mu.Lock()
+		h.messages++
 		for _, a := range msg.Alerts {
 			h.received = append(h.received, notification{Path: r.URL.Path, Status: msg.Status, Alert: a})
 		}
