@@ -463,8 +463,9 @@ func TestReplicaProcessesFailover(t *testing.T) {
 // TestReplicaProcessesRollingRestart: three replicas as processes, restarted
 // one at a time as a rolling update does (SIGTERM, exit, start under the
 // same instance, ready, the next). The freshness SLI gets events throughout:
-// no gap longer than one marker interval plus one replica's restart; no
-// marker is falsely lost.
+// no gap longer than one marker interval plus one replica's restart; each
+// restarted replica reads its markers back from the ingest topic, and none
+// is falsely lost.
 func TestReplicaProcessesRollingRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("about a minute of replica processes")
@@ -564,6 +565,9 @@ func TestReplicaProcessesRollingRestart(t *testing.T) {
 		setUp(r, true)
 		took := time.Since(begin)
 		slowest = max(slowest, took)
+		if n, _ := r.metric(`slo_canary_markers_recovered_total{source="ingest_topic"}`); n == 0 {
+			t.Errorf("%s read none of its markers back from the ingest topic after its restart", r.instance)
+		}
 		t.Logf("%s restarted in %s", r.instance, took.Round(time.Millisecond))
 	}
 	waitGroup(t, rs)
