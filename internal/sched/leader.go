@@ -38,7 +38,9 @@ var ErrLeadershipLost = errors.New("another replica leads now")
 // also counted as a skipped run). A run already going is cancelled, with
 // cause ErrLeadershipLost, once l no longer Holds; a rebalance that keeps
 // this replica leading does not stop it. Runs on demand (TryRun) are
-// not gated. Call it before Add.
+// not gated. Call it before Add: it also aligns the "@every D" schedules
+// added after it to the multiples of D since the Unix epoch, the same times
+// on every replica, so that a tick is one time for the whole group.
 func (s *Scheduler) LeaderOnly(l Leadership) {
 	s.lead = l
 }

@@ -78,9 +78,14 @@ func (s *Scheduler) Add(j Job) error {
 	if j.Group == "" {
 		j.Group = j.Name
 	}
-	if _, err := s.cron.AddFunc(j.Spec, func() { s.fire(j) }); err != nil {
+	spec, err := cron.ParseStandard(j.Spec)
+	if err != nil {
 		return fmt.Errorf("job %s: schedule %q: %w", j.Name, j.Spec, err)
 	}
+	if every, ok := spec.(cron.ConstantDelaySchedule); ok && s.lead != nil {
+		spec = aligned{every: every.Delay}
+	}
+	s.cron.Schedule(spec, cron.FuncJob(func() { s.fire(j) }))
 	for _, r := range jobResults {
 		s.runs.WithLabelValues(j.Name, r)
 	}
@@ -91,6 +96,22 @@ func (s *Scheduler) Add(j Job) error {
 		s.skip.WithLabelValues(j.Name, skipNoLeader)
 	}
 	return nil
+}
+
+// aligned is an "@every D" schedule among replicas: it fires at the
+// multiples of D since the Unix epoch, so that every replica's scheduler
+// fires at the same times, whenever each started, and a tick is one time
+// for the whole group. (robfig's own fires D after the process started and
+// every D since: a leadership move between replicas started at different
+// times would run a tick twice or not at all.)
+type aligned struct {
+	every time.Duration // whole seconds, at least one, as robfig's Every
+}
+
+func (a aligned) Next(t time.Time) time.Time {
+	d := a.every.Nanoseconds()
+	n := t.UnixNano()
+	return time.Unix(0, n-n%d+d).In(t.Location())
 }
 
 // TryRun runs a job now, outside its schedule (a run on demand), with the

@@ -121,3 +121,52 @@ func TestSchedulerStopCancelsRunningJobs(t *testing.T) {
 		t.Fatal("Run returned before the running job did")
 	}
 }
+
+// TestEverySchedulesAlignAmongReplicas: with LeaderOnly, "@every D" fires at
+// the multiples of D since the Unix epoch, whenever the process started, so
+// replicas started at different times share their ticks; without it, robfig's
+// own schedule (D after the start) is kept, as a single process always had.
+func TestEverySchedulesAlignAmongReplicas(t *testing.T) {
+	a := aligned{every: 10 * time.Second}
+	for _, start := range []string{"2026-12-06T18:00:03.25Z", "2026-12-06T18:00:07Z", "2026-12-06T18:00:09.999Z"} {
+		at, err := time.Parse(time.RFC3339Nano, start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := a.Next(at)
+		if want := time.Date(2026, 12, 6, 18, 0, 10, 0, time.UTC); !next.Equal(want) {
+			t.Errorf("after %s: next %s, want %s", start, next, want)
+		}
+		if want := time.Date(2026, 12, 6, 18, 0, 20, 0, time.UTC); !a.Next(next).Equal(want) {
+			t.Errorf("after %s: next %s, want %s", next, a.Next(next), want)
+		}
+	}
+	// Not a divisor of a minute: still the epoch's multiples.
+	if got := (aligned{every: 7 * time.Second}).Next(time.Unix(700, 1)); got.Unix() != 707 {
+		t.Errorf("@every 7s after 700.000000001: %d, want 707", got.Unix())
+	}
+
+	for _, tc := range []struct {
+		leaderOnly bool
+		aligned    bool
+	}{{false, false}, {true, true}} {
+		s := New(prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+		if tc.leaderOnly {
+			s.LeaderOnly(always{})
+		}
+		if err := s.Add(Job{Name: "tick", Spec: "@every 10s", Run: func(context.Context) error { return nil }}); err != nil {
+			t.Fatal(err)
+		}
+		_, isAligned := s.cron.Entries()[0].Schedule.(aligned)
+		if isAligned != tc.aligned {
+			t.Errorf("LeaderOnly %v: aligned schedule %v, want %v", tc.leaderOnly, isAligned, tc.aligned)
+		}
+	}
+}
+
+// always leads.
+type always struct{}
+
+func (always) Leading() (bool, bool)    { return true, true }
+func (always) Holds() bool              { return true }
+func (always) Changed() <-chan struct{} { return nil }
