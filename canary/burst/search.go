@@ -37,12 +37,6 @@ var searchOutcomes = []string{OutcomeFound, OutcomeAtLeastMax, OutcomeNone, Outc
 // while draining.
 const sampleEvery = 200 * time.Millisecond
 
-// lagGrowthNoise is the marker lag growth, in seconds per second, a step at
-// or below the pipeline's capacity shows from noise alone (up to about 0.5%
-// in the reference pipeline's searches): the sustainable rate is corrected
-// by a growth above it only.
-const lagGrowthNoise = 0.005
-
 // SearchReport is what a capacity search found. The JSON keys
 // sustainable_rate_per_second, first_failing_rate_per_second, failed_check,
 // steps, aborted and abort_reason are read by checks outside this project.
@@ -200,7 +194,7 @@ func (s *search) run(parent context.Context) *SearchReport {
 
 	baseline, _, _ := s.groupLag(ctx)
 	var lo, hi float64   // highest pass, lowest fail (0: none yet)
-	var loGrowth float64 // the highest pass's marker lag growth, if above lagGrowthNoise
+	var loGrowth float64 // the highest pass's marker lag growth, if above half the tolerance
 	rate := rep.StartRate
 	floor := rep.StartRate / 64
 	for {
@@ -227,7 +221,7 @@ func (s *search) run(parent context.Context) *SearchReport {
 		}
 		if st.Passed {
 			lo, loGrowth = rate, 0
-			if st.LagGrowth != nil && *st.LagGrowth > lagGrowthNoise {
+			if st.LagGrowth != nil && *st.LagGrowth > spec.LagGrowth/2 {
 				loGrowth = *st.LagGrowth
 			}
 		} else {
@@ -262,8 +256,9 @@ func (s *search) run(parent context.Context) *SearchReport {
 		// A step passes while its markers fall behind by up to
 		// lag_growth_tolerance of the time: the rate the pipeline processed
 		// over it is the rate over 1 + that growth, never above the rate.
-		// A growth within lagGrowthNoise is the measurement's own spread,
-		// and leaves the step's rate as it is.
+		// A growth within half the tolerance is within the measurement's
+		// own spread (up to about 1% in the reference pipeline's searches
+		// at rates well below its capacity), and leaves the rate as it is.
 		sus := lo
 		if rep.AtLeastMax {
 			loGrowth = 0 // "at least max": max held, whatever the noise
