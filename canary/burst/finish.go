@@ -36,7 +36,7 @@ func (b *burst) compute(rep *Report, results []StepResult) {
 	}
 	mc := MarkerCounts{Acked: b.acked, Sent: b.acked + b.failed}
 	var first, last time.Time
-	var trend []point
+	var trend []sighting
 	trendFrom := rep.Started.Add(rep.LoadEnd.Sub(rep.Started) / 4)
 	other := map[string][]float64{}
 	for _, bm := range b.markers {
@@ -62,7 +62,7 @@ func (b *burst) compute(rep *Report, results []StepResult) {
 				last = bm.seenAt
 			}
 			if !bm.sentAt.Before(trendFrom) && !bm.sentAt.After(rep.LoadEnd) {
-				trend = append(trend, point{bm.sentAt.Sub(rep.Started).Seconds(), bm.lag.Seconds()})
+				trend = append(trend, sighting{partition: bm.partition, sent: bm.sentAt.Sub(rep.Started).Seconds(), seen: bm.seenAt.Sub(rep.Started).Seconds()})
 			}
 		default:
 			mc.Unresolved++
@@ -74,7 +74,7 @@ func (b *burst) compute(rep *Report, results []StepResult) {
 	lags := slices.Clone(b.lags)
 	b.mu.Unlock()
 	rep.Markers = mc
-	if g, ok := lagGrowth(trend, trendFrom.Sub(rep.Started).Seconds(), rep.LoadEnd.Sub(rep.Started).Seconds(), b.pollPeriod()); ok {
+	if g, ok := lagGrowth(trend); ok {
 		rep.LagGrowth = &g
 	}
 	sort.Float64s(lags)
@@ -242,78 +242,83 @@ func latest(a, b time.Time) time.Time {
 // minTrendMarkers is the fewest markers a lag growth is fitted to.
 const minTrendMarkers = 10
 
-// pollPeriod is how often the judged stage is polled, in seconds; 0 for a
-// stage that is told (a Kafka topic).
-func (b *burst) pollPeriod() float64 {
-	o := b.r.cfg.Observers[b.stage]
-	if o.Type == "kafka" {
-		return 0
-	}
-	return o.PollInterval.Seconds()
+// sighting is when a marker was sent to its partition and when the judged
+// stage showed it (a poll's start, or the moment a record was consumed), in
+// seconds.
+type sighting struct {
+	partition  int32
+	sent, seen float64
 }
 
-// lagGrowth is the slope of the markers' lags (y, seconds) against their
-// send times (x, seconds) over [from, to]. A polled stage sees markers only
-// at its polls, so the lags of markers sent one after another fall along a
-// sawtooth of the poll's period, and a least-squares line through a window
-// a few periods long tilts with the sawtooth's phase (by several percent
-// for 1 s polls over a few seconds). So for a polled stage the growth is
-// taken between two windows of a whole number of poll periods each, one at
-// either end of [from, to]: a sawtooth averages to the same value over any
-// whole period, whatever its phase. Without a period, or when [from, to]
-// holds less than two periods, it is the least-squares slope. ok is false
-// with too few markers.
-func lagGrowth(pts []point, from, to, period float64) (g float64, ok bool) {
-	if len(pts) < minTrendMarkers {
+// lagGrowth is how fast the markers' delay grew with their send time, in
+// seconds per second. A polled stage shows every marker that became visible
+// since its last poll at once, so a marker's own lag is only known to a
+// poll interval, and a line fitted through the lags tilts with the polls'
+// phase by several percent over a few seconds. What a poll does show, to
+// the precision of the marker spacing, is how far the pipeline had got on
+// each partition: the latest marker sent to it that was visible at the
+// poll's start was delayed by at most the time between the two, and the one
+// sent after it by more. So the growth is the slope of that frontier's
+// delay over its send time, one point per partition and poll, fitted within
+// each partition and pooled (a partition the stream job serves late grows
+// its own delay, and a frontier over all partitions would follow the
+// others). A stage that is told (a Kafka topic) shows each marker on its
+// own: every marker is a frontier.
+//
+// The markers are those sent over one span of the load; the poll that
+// showed a partition's last marker is left out for it, since nothing sent
+// after bounds how far the pipeline had got by then. ok is false with fewer
+// than minTrendMarkers markers, or no partition with two points left.
+func lagGrowth(ms []sighting) (g float64, ok bool) {
+	if len(ms) < minTrendMarkers {
 		return 0, false
 	}
-	k := 0.0
-	if period > 0 {
-		k = math.Floor((to - from) / 2 / period)
+	type key struct {
+		partition int32
+		seen      float64
 	}
-	if k < 1 {
-		return leastSquaresSlope(pts), true
-	}
-	// A lag growing by g stretches the sawtooth: markers sent period/(1+g)
-	// apart are seen one poll apart. So the windows are fitted to the
-	// growth they measure, a few times over, from the unstretched period.
-	g = 0
-	for range 4 {
-		p := period / (1 + max(g, -0.5))
-		k := math.Floor((to - from) / 2 / p)
-		if k < 1 {
-			break
+	frontier := map[key]float64{} // the latest send shown by a poll
+	last := map[int32]sighting{}  // the last marker sent, per partition
+	for _, m := range ms {
+		k := key{m.partition, m.seen}
+		if f, ok := frontier[k]; !ok || m.sent > f {
+			frontier[k] = m.sent
 		}
-		next, ok := windowGrowth(pts, from, to, k*p)
-		if !ok {
-			return leastSquaresSlope(pts), true
-		}
-		g = next
-	}
-	return g, true
-}
-
-// windowGrowth is the slope between the mean markers of the windows [from,
-// from+w) and [to-w, to); ok is false when either holds too few.
-func windowGrowth(pts []point, from, to, w float64) (float64, bool) {
-	var a, b point
-	var na, nb float64
-	for _, p := range pts {
-		switch {
-		case p.x >= from && p.x < from+w:
-			a.x, a.y, na = a.x+p.x, a.y+p.y, na+1
-		case p.x >= to-w && p.x < to:
-			b.x, b.y, nb = b.x+p.x, b.y+p.y, nb+1
+		if l, ok := last[m.partition]; !ok || m.sent > l.sent {
+			last[m.partition] = m
 		}
 	}
-	if na < minTrendMarkers/2 || nb < minTrendMarkers/2 {
+	for p, l := range last {
+		delete(frontier, key{p, l.seen})
+	}
+	pts := map[int32][]point{}
+	for k, sent := range frontier {
+		pts[k.partition] = append(pts[k.partition], point{sent, k.seen - sent})
+	}
+	// The slope pooled within partitions: each partition's points taken
+	// about their own mean, so partitions with different delays do not
+	// make a slope of their own.
+	var sxx, sxy float64
+	for _, ps := range pts {
+		if len(ps) < 2 {
+			continue
+		}
+		var mx, my float64
+		for _, p := range ps {
+			mx += p.x
+			my += p.y
+		}
+		mx /= float64(len(ps))
+		my /= float64(len(ps))
+		for _, p := range ps {
+			sxx += (p.x - mx) * (p.x - mx)
+			sxy += (p.x - mx) * (p.y - my)
+		}
+	}
+	if sxx == 0 {
 		return 0, false
 	}
-	dx := b.x/nb - a.x/na
-	if dx <= 0 {
-		return 0, false
-	}
-	return (b.y/nb - a.y/na) / dx, true
+	return sxy / sxx, true
 }
 
 // point is one (x, y) pair for leastSquaresSlope.
