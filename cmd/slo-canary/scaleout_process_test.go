@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -422,7 +423,7 @@ func TestProcessScaleOutThreeMembers(t *testing.T) {
 	// from one member only, its own, and each member's events within 5% of
 	// its share over the burst's time.
 	scan := time.Now()
-	got := soBurstEvents(t, brokers, ends, first.ID)
+	got := soBurstEvents(t, brokers, ends, first.ID, []string{"so-a", "so-b", "so-c"})
 	t.Logf("the ingest topic read back in %s", time.Since(scan).Round(100*time.Millisecond))
 	byInstance := map[string]int64{}
 	for part, senders := range got {
@@ -459,7 +460,7 @@ func TestProcessScaleOutThreeMembers(t *testing.T) {
 func soResults(t *testing.T, brokers, id string) map[string]*burst.Partial {
 	t.Helper()
 	out := map[string]*burst.Partial{}
-	for _, rec := range soReadAll(t, brokers, "slo-canary-coordination", nil) {
+	for _, rec := range soReadAll(t, brokers, "slo-canary-coordination", nil, nil) {
 		var m burst.Message
 		if json.Unmarshal(rec.Value, &m) == nil && m.Type == burst.MsgResult && m.Burst == id && m.Result != nil {
 			out[m.From] = m.Result
@@ -469,40 +470,70 @@ func soResults(t *testing.T, brokers, id string) map[string]*burst.Partial {
 }
 
 // soBurstEvents counts the ingest topic's records of burst run, up to ends,
-// by partition and the instance that sent them.
-func soBurstEvents(t *testing.T, brokers string, ends kadm.ListedOffsets, run string) map[int32]map[string]int64 {
+// by partition and the instance that sent them, from the start of the
+// topic. Decoding 900,000 Avro records under -race takes half a minute, so
+// it matches the attribute entries' bytes instead (an Avro map entry is its
+// key's encoding then its value's) and checks that against a decode of
+// every 500th record.
+func soBurstEvents(t *testing.T, brokers string, ends kadm.ListedOffsets, run string, insts []string) map[int32]map[string]int64 {
 	t.Helper()
+	runEntry := soAvroEntry(canary.AttrRun, run)
+	instEntries := map[string][]byte{}
+	for _, inst := range insts {
+		instEntries[inst] = soAvroEntry(canary.AttrInstance, inst)
+	}
 	out := map[int32]map[string]int64{}
-	soReadAll(t, brokers, "raw-telemetry", func(rec *kgo.Record) {
-		if o, ok := ends.Lookup(rec.Topic, rec.Partition); !ok || rec.Offset >= o.Offset {
-			return
+	soReadAll(t, brokers, "raw-telemetry", ends, func(rec *kgo.Record) {
+		ours := bytes.Contains(rec.Value, runEntry)
+		from := "(another)"
+		for inst, e := range instEntries {
+			if bytes.Contains(rec.Value, e) {
+				from = inst
+			}
 		}
-		// A cheap filter before decoding: the run id is in the value.
-		if !bytes.Contains(rec.Value, []byte(run)) {
-			return
+		if rec.Offset%500 == 0 {
+			ev, err := canary.Decode(canary.EncodingAvro, rec.Value)
+			if err != nil {
+				t.Fatalf("partition %d offset %d: %v", rec.Partition, rec.Offset, err)
+			}
+			if dec := ev.Attributes[canary.AttrRun] == run; dec != ours || (ours && ev.Attributes[canary.AttrInstance] != from) {
+				t.Fatalf("partition %d offset %d: decoded run %q instance %q; matched %v, %s", rec.Partition, rec.Offset,
+					ev.Attributes[canary.AttrRun], ev.Attributes[canary.AttrInstance], ours, from)
+			}
 		}
-		ev, err := canary.Decode(canary.EncodingAvro, rec.Value)
-		if err != nil || ev.Attributes[canary.AttrRun] != run {
+		if !ours {
 			return
 		}
 		if out[rec.Partition] == nil {
 			out[rec.Partition] = map[string]int64{}
 		}
-		out[rec.Partition][ev.Attributes[canary.AttrInstance]]++
+		out[rec.Partition][from]++
 	})
 	return out
 }
 
-// soReadAll reads topic from its start to its end offsets as of now: each
-// record to each if set, else kept and returned.
-func soReadAll(t *testing.T, brokers, topic string, each func(*kgo.Record)) []*kgo.Record {
+// soAvroEntry is the Avro encoding of a map<string,string> entry.
+func soAvroEntry(k, v string) []byte {
+	var b []byte
+	for _, s := range []string{k, v} {
+		b = binary.AppendVarint(b, int64(len(s))) // zig-zag, as Avro's long
+		b = append(b, s...)
+	}
+	return b
+}
+
+// soReadAll reads topic from its start to ends (nil: its end offsets as of
+// now): each record to each if set, else kept and returned.
+func soReadAll(t *testing.T, brokers, topic string, ends kadm.ListedOffsets, each func(*kgo.Record)) []*kgo.Record {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	adm := kadm.NewClient(testenv.KafkaClient(t, []string{brokers}))
-	ends, err := adm.ListEndOffsets(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
+	if ends == nil {
+		var err error
+		adm := kadm.NewClient(testenv.KafkaClient(t, []string{brokers}))
+		if ends, err = adm.ListEndOffsets(ctx, topic); err != nil {
+			t.Fatal(err)
+		}
 	}
 	left := map[int32]int64{}
 	ends.Each(func(o kadm.ListedOffset) {
@@ -519,7 +550,11 @@ func soReadAll(t *testing.T, brokers, topic string, each func(*kgo.Record)) []*k
 			t.Fatalf("%s not read to its end: %v left", topic, left)
 		}
 		fs.EachRecord(func(rec *kgo.Record) {
-			if end, ok := left[rec.Partition]; ok && rec.Offset+1 >= end {
+			end, ok := left[rec.Partition]
+			if !ok || rec.Offset >= end {
+				return
+			}
+			if rec.Offset+1 >= end {
 				delete(left, rec.Partition)
 			}
 			if each != nil {
