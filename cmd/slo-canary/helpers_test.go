@@ -2,10 +2,16 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -186,4 +192,45 @@ func (d *testDaemon) stop() error {
 		d.t.Fatalf("daemon did not stop within %s", d.stopWithin)
 		return nil
 	}
+}
+
+// buildCanary builds the slo-canary binary into a directory of the test.
+func buildCanary(t *testing.T) string {
+	t.Helper()
+	goTool := testenv.Binary(t, "go")
+	bin := filepath.Join(t.TempDir(), "slo-canary")
+	cmd := exec.Command(goTool, "build", "-o", bin, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// scrapeSeries reads one series from /metrics: safe on any goroutine.
+func scrapeSeries(url, series string) (float64, error) {
+	cl := http.Client{Timeout: 5 * time.Second}
+	resp, err := cl.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			return strconv.ParseFloat(v, 64)
+		}
+	}
+	return 0, fmt.Errorf("no series %s", series)
+}
+
+// seriesValue reads one series from a daemon's /metrics: its value, and
+// whether it is there (false also when /metrics does not answer).
+func seriesValue(t *testing.T, url, series string) (float64, bool) {
+	t.Helper()
+	v, err := scrapeSeries(url, series)
+	return v, err == nil
 }

@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -37,18 +35,6 @@ const (
 	markersLate     = `slo_canary_markers_late_total{stage="database"}`
 	markersPending  = `slo_canary_markers_pending{stage="database"}`
 )
-
-// buildCanary builds the slo-canary binary into a directory of the test.
-func buildCanary(t *testing.T) string {
-	t.Helper()
-	goTool := testenv.Binary(t, "go")
-	bin := filepath.Join(t.TempDir(), "slo-canary")
-	cmd := exec.Command(goTool, "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // replicaProc is one replica: a canary.instance and its config file, run as
 // a process, restarted under the same instance as often as a test asks. It
@@ -234,26 +220,6 @@ func (r *replicaProc) stop() {
 func (r *replicaProc) metric(series string) (float64, bool) {
 	v, err := scrapeSeries(r.url+"/metrics", series)
 	return v, err == nil
-}
-
-// scrapeSeries reads one series from /metrics: safe on any goroutine.
-func scrapeSeries(url, series string) (float64, error) {
-	cl := http.Client{Timeout: 5 * time.Second}
-	resp, err := cl.Get(url)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			return strconv.ParseFloat(v, 64)
-		}
-	}
-	return 0, fmt.Errorf("no series %s", series)
 }
 
 // jobTimes returns when the replica's scheduler started the job, and when it

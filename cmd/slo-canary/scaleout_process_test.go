@@ -35,20 +35,6 @@ const (
 	soMembers    = 3
 )
 
-// soBinary builds slo-canary without -race: the replicas and the testbed run
-// as the shipped binary does, at its speed, each in a process of its own.
-func soBinary(t *testing.T) string {
-	t.Helper()
-	gobin := testenv.Binary(t, "go")
-	bin := filepath.Join(t.TempDir(), "slo-canary")
-	cmd := exec.Command(gobin, "build", "-o", bin, ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // soProc is a child process whose output goes to a file, killed at the end
 // of the test; its output's tail is logged if the test failed.
 type soProc struct {
@@ -232,7 +218,7 @@ type soReport struct {
 // SIGKILLed mid-burst; the leader aborts it with member_lost, and no verdict
 // of pass is added.
 func TestProcessScaleOutThreeMembers(t *testing.T) {
-	bin := soBinary(t)
+	bin := buildCanary(t)
 	tb := soStart(t, "testbed", bin, "testbed", "--no-postgres", "--partitions", fmt.Sprint(soPartitions),
 		"--log-level", "warn")
 	line := tb.waitLine(t, "its Kafka address", func(l string) bool { return strings.HasPrefix(l, "kafka:") })
