@@ -10,7 +10,9 @@
 #
 # Environment (defaults in brackets): CAPACITIES [4000 8000 16000] events/s,
 # PRECISIONS [0.1 0.05 0.02], STEP, each step's duration [3s], START and MAX,
-# the search's first and highest rate [1000/s, 32000/s], PARTITIONS [10].
+# the search's first and highest rate [1000/s, 32000/s], PARTITIONS [10],
+# POLL, how often the canary polls the database [250ms: a dozen polls over a
+# step's last three quarters, as a marker lag growth needs].
 # The built binary runs (no -race); each search's JSON report and log stay in
 # $KEEP if it is set.
 set -euo pipefail
@@ -21,6 +23,7 @@ STEP=${STEP:-3s}
 START=${START:-1000/s}
 MAX=${MAX:-32000/s}
 PARTITIONS=${PARTITIONS:-10}
+POLL=${POLL:-250ms}
 
 work=$(mktemp -d)
 tb=""
@@ -37,7 +40,7 @@ cleanup() {
 trap cleanup EXIT
 go build -o "$work/slo-canary" ./cmd/slo-canary
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1); load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "search: start $START, max $MAX, steps of $STEP, $PARTITIONS partitions"
+echo "search: start $START, max $MAX, steps of $STEP, $PARTITIONS partitions, database polled every $POLL"
 printf '%-9s %-9s %-10s %-7s %-16s %-12s %5s %8s %10s\n' \
   capacity precision found found/true first_fail failed_check steps wall_s events
 
@@ -65,7 +68,7 @@ bursts:
 EOF
   for p in $PRECISIONS; do
     rep="$work/capacity-$cap-$p.json"
-    SLO_CANARY_QUERIES_ENABLED=false SLO_CANARY_LOG_LEVEL=warn \
+    SLO_CANARY_QUERIES_ENABLED=false SLO_CANARY_LOG_LEVEL=warn SLO_CANARY_OBSERVERS_DATABASE_POLL_INTERVAL=$POLL \
       "$work/slo-canary" capacity --once --config "$cfg" --start "$START" --max "$MAX" \
       --step-duration "$STEP" --precision "$p" --timeout 30m --report "$rep" --junit "" \
       >"$work/capacity-$cap-$p.log" 2>&1 || true

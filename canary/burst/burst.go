@@ -105,16 +105,15 @@ func NewRunner(o Options) (*Runner, error) {
 
 // burstMarker is what a burst knows of one of its markers.
 type burstMarker struct {
-	sentAt    time.Time
-	partition int32
-	acked     bool
-	seenAt    time.Time // first sighting at the judged stage
-	lag       time.Duration
-	lost      bool
-	late      bool
-	dups      int
-	ooo       bool
-	other     map[string]time.Duration // first lag at the other stages
+	sentAt time.Time
+	acked  bool
+	seenAt time.Time // first sighting at the judged stage
+	lag    time.Duration
+	lost   bool
+	late   bool
+	dups   int
+	ooo    bool
+	other  map[string]time.Duration // first lag at the other stages
 }
 
 // burst is one run.

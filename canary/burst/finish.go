@@ -62,7 +62,7 @@ func (b *burst) compute(rep *Report, results []StepResult) {
 				last = bm.seenAt
 			}
 			if !bm.sentAt.Before(trendFrom) && !bm.sentAt.After(rep.LoadEnd) {
-				trend = append(trend, sighting{partition: bm.partition, sent: bm.sentAt.Sub(rep.Started).Seconds(), seen: bm.seenAt.Sub(rep.Started).Seconds()})
+				trend = append(trend, sighting{sent: bm.sentAt.Sub(rep.Started).Seconds(), seen: bm.seenAt.Sub(rep.Started).Seconds(), lag: bm.lag.Seconds()})
 			}
 		default:
 			mc.Unresolved++
@@ -239,86 +239,42 @@ func latest(a, b time.Time) time.Time {
 	return b
 }
 
-// minTrendMarkers is the fewest markers a lag growth is fitted to.
-const minTrendMarkers = 10
+// minTrendMarkers is the fewest markers, and minTrendPolls the fewest polls
+// of the judged stage, a lag growth is fitted to.
+const (
+	minTrendMarkers = 10
+	minTrendPolls   = 8
+)
 
-// sighting is when a marker was sent to its partition and when the judged
-// stage showed it (a poll's start, or the moment a record was consumed), in
+// sighting is when a marker was sent, when the judged stage showed it (a
+// poll's start, or the moment a record was consumed) and its lag, in
 // seconds.
-type sighting struct {
-	partition  int32
-	sent, seen float64
-}
+type sighting struct{ sent, seen, lag float64 }
 
-// lagGrowth is how fast the markers' delay grew with their send time, in
-// seconds per second. A polled stage shows every marker that became visible
-// since its last poll at once, so a marker's own lag is only known to a
-// poll interval, and a line fitted through the lags tilts with the polls'
-// phase by several percent over a few seconds. What a poll does show, to
-// the precision of the marker spacing, is how far the pipeline had got on
-// each partition: the latest marker sent to it that was visible at the
-// poll's start was delayed by at most the time between the two, and the one
-// sent after it by more. So the growth is the slope of that frontier's
-// delay over its send time, one point per partition and poll, fitted within
-// each partition and pooled (a partition the stream job serves late grows
-// its own delay, and a frontier over all partitions would follow the
-// others). A stage that is told (a Kafka topic) shows each marker on its
-// own: every marker is a frontier.
-//
-// The markers are those sent over one span of the load; the poll that
-// showed a partition's last marker is left out for it, since nothing sent
-// after bounds how far the pipeline had got by then. ok is false with fewer
-// than minTrendMarkers markers, or no partition with two points left.
+// lagGrowth is how fast the markers' lag grew with their send time, in
+// seconds per second: the least-squares slope of their lags. A polled stage
+// shows every marker that became visible since its last poll at once, and
+// a marker's lag is taken from the middle of that interval, so the lags of
+// markers sent one after another fall along a sawtooth of the poll's
+// period, and a line through a span only a few polls long tilts with the
+// polls' phase by several percent (a tenth with 1 s polls over 2 s). Over
+// minTrendPolls polls or more it is within a percent or two, so with fewer
+// there is no growth. ok is false then, and with fewer than minTrendMarkers
+// markers.
 func lagGrowth(ms []sighting) (g float64, ok bool) {
 	if len(ms) < minTrendMarkers {
 		return 0, false
 	}
-	type key struct {
-		partition int32
-		seen      float64
+	polls := map[float64]bool{}
+	pts := make([]point, len(ms))
+	for i, m := range ms {
+		polls[m.seen] = true
+		pts[i] = point{m.sent, m.lag}
 	}
-	frontier := map[key]float64{} // the latest send shown by a poll
-	last := map[int32]sighting{}  // the last marker sent, per partition
-	for _, m := range ms {
-		k := key{m.partition, m.seen}
-		if f, ok := frontier[k]; !ok || m.sent > f {
-			frontier[k] = m.sent
-		}
-		if l, ok := last[m.partition]; !ok || m.sent > l.sent {
-			last[m.partition] = m
-		}
-	}
-	for p, l := range last {
-		delete(frontier, key{p, l.seen})
-	}
-	pts := map[int32][]point{}
-	for k, sent := range frontier {
-		pts[k.partition] = append(pts[k.partition], point{sent, k.seen - sent})
-	}
-	// The slope pooled within partitions: each partition's points taken
-	// about their own mean, so partitions with different delays do not
-	// make a slope of their own.
-	var sxx, sxy float64
-	for _, ps := range pts {
-		if len(ps) < 2 {
-			continue
-		}
-		var mx, my float64
-		for _, p := range ps {
-			mx += p.x
-			my += p.y
-		}
-		mx /= float64(len(ps))
-		my /= float64(len(ps))
-		for _, p := range ps {
-			sxx += (p.x - mx) * (p.x - mx)
-			sxy += (p.x - mx) * (p.y - my)
-		}
-	}
-	if sxx == 0 {
+	if len(polls) < minTrendPolls {
 		return 0, false
 	}
-	return sxy / sxx, true
+	return leastSquaresSlope(pts), true
 }
 
 // point is one (x, y) pair for leastSquaresSlope.

@@ -21,7 +21,7 @@ func (b *burst) marker(partition int32, now time.Time) (*kgo.Record, func(*kgo.R
 	}
 	// Known before the record is handed over: no outcome of it can come sooner.
 	b.mu.Lock()
-	b.markers[m.ID] = &burstMarker{sentAt: now, partition: partition}
+	b.markers[m.ID] = &burstMarker{sentAt: now}
 	b.mu.Unlock()
 	return rec, promise
 }

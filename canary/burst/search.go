@@ -194,7 +194,7 @@ func (s *search) run(parent context.Context) *SearchReport {
 
 	baseline, _, _ := s.groupLag(ctx)
 	var lo, hi float64   // highest pass, lowest fail (0: none yet)
-	var loGrowth float64 // the highest pass's marker lag growth, if above half the tolerance
+	var loGrowth float64 // the highest pass's marker lag growth, if above 0
 	rate := rep.StartRate
 	floor := rep.StartRate / 64
 	for {
@@ -221,7 +221,7 @@ func (s *search) run(parent context.Context) *SearchReport {
 		}
 		if st.Passed {
 			lo, loGrowth = rate, 0
-			if st.LagGrowth != nil && *st.LagGrowth > spec.LagGrowth/2 {
+			if st.LagGrowth != nil && *st.LagGrowth > 0 {
 				loGrowth = *st.LagGrowth
 			}
 		} else {
@@ -255,16 +255,16 @@ func (s *search) run(parent context.Context) *SearchReport {
 	if lo > 0 {
 		// A step passes while its markers fall behind by up to
 		// lag_growth_tolerance of the time: the rate the pipeline processed
-		// over it is the rate over 1 + that growth, never above the rate.
-		// A growth within half the tolerance is within the measurement's
-		// own spread (up to about 1% in the reference pipeline's searches
-		// at rates well below its capacity), and leaves the rate as it is.
+		// over it is the rate over 1 + that growth, never above the rate
+		// (rounded down). Below the capacity the growth is 0 give or take
+		// the measurement's spread, which costs the figure no more than
+		// that spread.
 		sus := lo
 		if rep.AtLeastMax {
 			loGrowth = 0 // "at least max": max held, whatever the noise
 		}
 		if loGrowth > 0 {
-			sus = math.Round(lo / (1 + loGrowth))
+			sus = math.Floor(lo / (1 + loGrowth))
 		}
 		rep.Sustainable = &sus
 		lo = sus
