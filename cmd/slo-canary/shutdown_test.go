@@ -90,13 +90,20 @@ func (c *stallConn) Write(p []byte) (int, error) {
 }
 
 // TestDaemonStopsWithStalledBroker: two replicas with coordination on, in
-// one group with a leader; the broker stalls (it accepts connections and
-// answers nothing) and both are stopped at once. Each stops within
-// canary.shutdown_timeout and 5 s, and says it gave up leaving the group.
-// Before, kgo's Close waited for the leave (and for a join in flight) for
-// as long as the client's request timeouts and retries last, well past a
-// pod's termination grace period.
+// one group with a leader, idle or running a burst (scale_out on); the broker
+// stalls (it accepts connections and answers nothing) and both are stopped
+// at once. Each stops within canary.shutdown_timeout and 5 s, and says it
+// gave up leaving the group. Before, kgo's Close waited for the leave (and
+// for a join in flight), and a burst for its events' flush and then for its
+// stop or result message (which did not honour its deadline at all), each
+// for as long as the client's timeouts and retries last: well past a pod's
+// termination grace period.
 func TestDaemonStopsWithStalledBroker(t *testing.T) {
+	t.Run("idle", func(t *testing.T) { stopWithStalledBroker(t, false) })
+	t.Run("scale-out burst", func(t *testing.T) { stopWithStalledBroker(t, true) })
+}
+
+func stopWithStalledBroker(t *testing.T, bursting bool) {
 	s := newStall()
 	_, brokers := testenv.Kafka(t, kfake.SeedTopics(2, "raw-telemetry", "capsule-events"), kfake.ListenFn(s.listen))
 	const shutdown = 3 * time.Second
@@ -120,6 +127,12 @@ func TestDaemonStopsWithStalledBroker(t *testing.T) {
 		c.Queries.Enabled = false
 		c.Coordination.Enabled = true
 		c.Coordination.SessionTimeout = 6 * time.Second
+		if bursting {
+			c.Bursts.Enabled = true
+			c.Bursts.Stage = "capsules"
+			c.Bursts.ScaleOut = true
+			c.Bursts.Profiles = map[string]config.BurstProfile{"wide": {Schedule: "@every 4s", Steps: []string{"1000/s for 2m"}}}
+		}
 		if err := c.Validate(); err != nil {
 			t.Fatal(err)
 		}
@@ -139,7 +152,25 @@ func TestDaemonStopsWithStalledBroker(t *testing.T) {
 		}
 		return leaders == 1
 	})
-
+	if bursting {
+		t.Cleanup(func() {
+			if t.Failed() {
+				for i, log := range logs {
+					t.Logf("replica %d log:\n%s", i, log)
+				}
+			}
+		})
+		// The leader's burst under way: shared, unless the first tick came
+		// before the group of two formed.
+		testenv.WaitFor(t, daemonWait, "a burst under way", func() bool {
+			for _, d := range ds {
+				if n, _ := seriesValue(t, d.url()+"/metrics", "slo_canary_burst_running"); n == 1 {
+					return true
+				}
+			}
+			return false
+		})
+	}
 	s.stall()
 	start := time.Now()
 	for _, d := range ds {
