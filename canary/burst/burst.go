@@ -162,8 +162,72 @@ func (r *Runner) Run(ctx context.Context, profile string, steps []config.Step) (
 	defer r.running.Store(false)
 	r.o.Metrics.Running.Set(1)
 	defer r.o.Metrics.Running.Set(0)
+	ctx, unclock := withStopClock(ctx)
+	defer unclock()
 	return r.run(ctx, profile, steps, false)
 }
+
+// stopClockKey keys, in a burst's context, when that context ended: see
+// withStopClock.
+type stopClockKey struct{}
+
+// withStopClock notes in ctx when it ends (the daemon stopping), so that
+// what a burst still sends to Kafka after that (its events' flush, its stop
+// or result message) shares one deadline: canary.shutdown_timeout after
+// the stop (afterStop). Call the function returned once done with ctx.
+func withStopClock(ctx context.Context) (context.Context, func() bool) {
+	at := new(atomic.Pointer[time.Time])
+	stop := context.AfterFunc(ctx, func() {
+		t := time.Now()
+		at.CompareAndSwap(nil, &t)
+	})
+	return context.WithValue(ctx, stopClockKey{}, at), stop
+}
+
+// afterStop returns a context for Kafka work that goes on after ctx ends:
+// it ends after d, and once ctx has ended, canary.shutdown_timeout after
+// that at the latest (from when withStopClock saw it end, if it did), so
+// that a stop is not held up by a broker that does not answer, however
+// many such waits follow it.
+func (r *Runner) afterStop(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	tctx, cancelT := context.WithTimeout(context.WithoutCancel(ctx), d)
+	actx, cancelC := context.WithCancelCause(tctx)
+	cancel := func() { cancelC(errStopTimeout) }
+	at, _ := ctx.Value(stopClockKey{}).(*atomic.Pointer[time.Time])
+	var mu sync.Mutex
+	var timer *time.Timer
+	done := false
+	stop := context.AfterFunc(ctx, func() {
+		left := r.cfg.Canary.ShutdownTimeout
+		if at != nil {
+			if t := at.Load(); t != nil {
+				left -= time.Since(*t)
+			} else {
+				now := time.Now()
+				at.CompareAndSwap(nil, &now)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !done {
+			timer = time.AfterFunc(left, cancel)
+		}
+	})
+	return actx, func() {
+		stop()
+		mu.Lock()
+		done = true
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		cancelC(nil)
+		cancelT()
+	}
+}
+
+// errStopTimeout is why afterStop's context ends early.
+var errStopTimeout = errors.New("canary.shutdown_timeout after the stop ran out")
 
 // run runs one burst; the caller holds r.running. A quiet burst (a step of
 // a capacity search) is not recorded in the burst series: the search
@@ -336,9 +400,9 @@ func (b *burst) load(ctx, loadCtx context.Context, stopLoad context.CancelFunc, 
 // lost at its deadline. An aborted burst does not wait: the pipeline is in
 // trouble, and the steady markers go on telling how much.
 func (b *burst) settle(ctx context.Context, cl *kgo.Client, rep *Report) {
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.r.cfg.Canary.ProduceTimeout+5*time.Second)
+	fctx, cancel := b.r.afterStop(ctx, b.r.cfg.Canary.ProduceTimeout+5*time.Second)
 	if err := cl.Flush(fctx); err != nil {
-		b.r.log.Warn("burst: in-flight events not flushed", "err", err)
+		b.r.log.Warn("burst: in-flight events not flushed", "err", context.Cause(fctx))
 	}
 	cancel()
 	if b.getAbort() == nil {

@@ -59,16 +59,28 @@ func (r *Runner) coordClient(from time.Time) (*kgo.Client, error) {
 	return cl, nil
 }
 
-// send writes m to the coordination topic.
+// send writes m to the coordination topic, waiting for it at most the
+// produce timeout and a margin, even after ctx ends (a stop announced as
+// the daemon stops), and then no later than afterStop allows. kgo fails a
+// record on its context only while it waits to be sent: one in flight to a
+// broker that does not answer waits for the client's Close, so send stops
+// waiting at the deadline instead.
 func (r *Runner) send(ctx context.Context, cl *kgo.Client, m Message) error {
 	data, err := encodeMessage(m)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Canary.ProduceTimeout+5*time.Second)
+	ctx, cancel := r.afterStop(ctx, r.cfg.Canary.ProduceTimeout+5*time.Second)
 	defer cancel()
 	rec := &kgo.Record{Topic: r.o.CoordinationTopic, Partition: 0, Key: []byte(m.Burst), Value: data}
-	if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+	errc := make(chan error, 1)
+	cl.Produce(ctx, rec, func(_ *kgo.Record, err error) { errc <- err })
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		err = context.Cause(ctx)
+	}
+	if err != nil {
 		return fmt.Errorf("burst scale-out: %s message: %w", m.Type, err)
 	}
 	return nil
@@ -368,6 +380,8 @@ func (b *burst) partial(rep *Report, parts []int32) *Partial {
 // and reports the share's partial result. It returns once ctx ends and a
 // share under way has stopped.
 func (r *Runner) Follow(ctx context.Context) error {
+	ctx, unclock := withStopClock(ctx)
+	defer unclock()
 	if !r.cfg.Bursts.ScaleOut || r.o.Membership == nil || r.o.CoordinationTopic == "" {
 		return errors.New("burst: Follow needs bursts.scale_out, a membership and a coordination topic")
 	}

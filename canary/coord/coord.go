@@ -37,6 +37,12 @@ type Config struct {
 	// it rebalances without it: the longest a crashed leader is still
 	// believed to lead. Heartbeats go every third of it (at most 3 s).
 	SessionTimeout time.Duration
+	// LeaveTimeout bounds the leave when Run returns: a broker that does
+	// not acknowledge it by then (gone, or not answering) is given up on,
+	// and the others rebalance after the session timeout instead of at
+	// once. 0: the session timeout, past which the broker has dropped this
+	// member anyway.
+	LeaveTimeout time.Duration
 	// Timeout bounds the creation of the coordination topic at start.
 	Timeout    time.Duration
 	Registerer prometheus.Registerer
@@ -79,6 +85,9 @@ func New(cfg Config) (*Coordinator, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
 	}
+	if cfg.LeaveTimeout <= 0 {
+		cfg.LeaveTimeout = cfg.SessionTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -101,13 +110,19 @@ func New(cfg Config) (*Coordinator, error) {
 
 // Run creates the coordination topic if it is missing, joins the group and
 // stays in it until ctx is cancelled; then it leaves, so that the others
-// rebalance at once rather than after the session timeout.
+// rebalance at once rather than after the session timeout, waiting at most
+// LeaveTimeout for the broker.
 func (c *Coordinator) Run(ctx context.Context) error {
 	if err := c.ensureTopic(ctx); err != nil {
 		return err
 	}
 	hb := min(3*time.Second, c.cfg.SessionTimeout/3)
+	// The client's own context: cancelled only if the leave times out, to
+	// abort what kgo runs on it (a join in flight).
+	cctx, abort := context.WithCancel(context.Background())
+	defer abort()
 	opts := append(slices.Clone(c.cfg.KafkaOpts),
+		kgo.WithContext(cctx),
 		kgo.ConsumerGroup(c.cfg.Group),
 		kgo.ConsumeTopics(c.cfg.Topic),
 		kgo.Balancers(&balancer{c: c}),
@@ -137,10 +152,38 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			c.log.Warn("coordination topic fetch failed", "topic", topic, "partition", p, "err", err)
 		})
 	}
-	cl.Close() // leaves the group; the revoke callback clears leadership
+	c.leave(cl, abort)
 	c.revoked(true)
-	c.log.Info("left the coordination group", "group", c.cfg.Group)
 	return nil
+}
+
+// leave leaves the group (the revoke callback clears leadership) and closes
+// the client, waiting at most LeaveTimeout for the broker. kgo's Close
+// alone has no deadline: it waits for a join in flight (sent on the
+// client's context, so that a final commit could follow it) and then for
+// the leave, each for as long as its timeouts and retries last against a
+// broker that accepts connections but does not answer: well past a pod's
+// termination grace period. So the leave goes first, bounded; if it times
+// out, abort cancels the client's context, which fails whatever is still in
+// flight, and Close returns without the broker.
+func (c *Coordinator) leave(cl *kgo.Client, abort context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.LeaveTimeout)
+	defer cancel()
+	err := cl.LeaveGroupContext(ctx)
+	if ctx.Err() != nil {
+		abort()
+	}
+	cl.Close()
+	switch {
+	case ctx.Err() != nil:
+		c.log.Warn("left the coordination group: gave up waiting for the broker; the others rebalance after the session timeout",
+			"group", c.cfg.Group, "after", c.cfg.LeaveTimeout, "err", err, "session_timeout", c.cfg.SessionTimeout)
+	case err != nil:
+		c.log.Warn("left the coordination group: the leave failed; the others rebalance after the session timeout",
+			"group", c.cfg.Group, "err", err, "session_timeout", c.cfg.SessionTimeout)
+	default:
+		c.log.Info("left the coordination group", "group", c.cfg.Group)
+	}
 }
 
 // ensureTopic creates the coordination topic with one partition unless it

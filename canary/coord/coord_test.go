@@ -343,3 +343,58 @@ func TestTopicCannotBeCreated(t *testing.T) {
 		}
 	})
 }
+
+// TestLeaveBoundedWhileJoinHangs: a member whose rejoin the broker does not
+// answer (a rebalance that hangs, or a broker that stopped answering) still
+// returns from Run within LeaveTimeout and a little once cancelled: the
+// leave is given up on, and the join in flight with it. Before, Close waited
+// for the join for as long as its request timeout lasts (the rebalance
+// timeout plus kgo's overhead: 20 s here). Giving up leaks nothing.
+func TestLeaveBoundedWhileJoinHangs(t *testing.T) {
+	testenv.VerifyNoLeaks(t)
+	c, addrs := newCluster(t)
+	const leaveTimeout = 500 * time.Millisecond
+	co, err := New(Config{KafkaOpts: []kgo.Opt{kgo.SeedBrokers(addrs...)}, Group: testGroup, Topic: testTopic, Instance: "canary-0",
+		SessionTimeout: 10 * time.Second, LeaveTimeout: leaveTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- co.Run(ctx) }()
+	m := &member{Coordinator: co}
+	waitStable(t, 30*time.Second, m)
+
+	// From now on the broker holds every JoinGroup without an answer.
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	c.ControlKey(int16(kmsg.JoinGroup), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		once.Do(func() { close(held) })
+		c.SleepControl(func() { <-release })
+		return nil, nil, false
+	})
+	t.Cleanup(func() { close(release) })
+	co.client.Load().ForceRebalance()
+	select {
+	case <-held:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the member did not rejoin")
+	}
+
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		t.Logf("Run returned %s after the cancel", time.Since(start).Round(time.Millisecond))
+	case <-time.After(leaveTimeout + 3*time.Second):
+		t.Fatalf("Run did not return within %s of the cancel (LeaveTimeout and 3 s) with a join in flight", leaveTimeout+3*time.Second)
+	}
+	if co.IsLeader() || co.Holds() {
+		t.Error("the member still claims leadership after it left")
+	}
+}

@@ -26,6 +26,10 @@ func coordination(cfg *config.Config, reg prometheus.Registerer, logger *slog.Lo
 		KafkaOpts: kopts, Group: cfg.Coordination.Group, Topic: cfg.Coordination.Topic, Instance: cfg.Canary.Instance,
 		SessionTimeout: cfg.Coordination.SessionTimeout, Timeout: cfg.Kafka.RequestTimeout,
 		Registerer: reg, Logger: logger.With("component", "coordination"),
+		// A shutdown waits for the leave no longer than for the markers'
+		// flush (canary.shutdown_timeout), and never past the session
+		// timeout, after which the broker has dropped this member anyway.
+		LeaveTimeout: min(cfg.Canary.ShutdownTimeout, cfg.Coordination.SessionTimeout),
 	})
 	if err != nil {
 		return nil, nil, err
