@@ -117,3 +117,27 @@ func TestLagGrowthPartitions(t *testing.T) {
 		t.Errorf("growth %v %v, want 0.05, between the partitions' 0 and 0.1", g, ok)
 	}
 }
+
+// TestRecordsTolerance: the groups' records checks keep backlog_tolerance
+// over a window of enough commits, and widen it to half a commit's share
+// of the window over fewer, so a commit's stair is not read as backlog.
+func TestRecordsTolerance(t *testing.T) {
+	win := func(commits, samples int, hasCommit bool) []lagSample {
+		var w []lagSample
+		for i := range samples {
+			w = append(w, lagSample{committed: int64(i * commits / samples), hasCommit: hasCommit})
+		}
+		return w
+	}
+	for _, c := range []struct {
+		commits   int
+		hasCommit bool
+		want      float64
+	}{
+		{22, true, 0.05}, {minCommits, true, 0.05}, {4, true, 0.125}, {1, true, 0.5}, {1, false, 0.05},
+	} {
+		if got := recordsTolerance(0.05, win(c.commits, 22, c.hasCommit)); math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("%d commits (committed offsets known: %v): tolerance %v, want %v", c.commits, c.hasCommit, got, c.want)
+		}
+	}
+}

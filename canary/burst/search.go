@@ -412,6 +412,7 @@ func (s *search) judge(st *SearchStep, rep *Report, samples []lagSample) {
 		st.Reasons = append(st.Reasons, fmt.Sprintf("marker lag grew %.3f s per second of load over the step, above %.3f: the pipeline fell behind by %.1f%% of the time", *g, s.spec.LagGrowth, 100**g))
 	}
 	if len(win) >= 3 {
+		tol = recordsTolerance(tol, win)
 		g := slope(win, func(ls lagSample) float64 { return float64(ls.lag) })
 		st.BacklogGrowth = &g
 		if limit := tol * st.TargetRate; g > limit {
@@ -434,6 +435,31 @@ func (s *search) judge(st *SearchStep, rep *Report, samples []lagSample) {
 		}
 	}
 	st.Passed = st.FailedCheck == ""
+}
+
+// minCommits is how many commits of the watched groups a step's window must
+// see for their lag and committed offsets to be judged at backlog_tolerance.
+const minCommits = 8
+
+// recordsTolerance is the tolerance the records checks (the groups' lag and
+// the sink's rate) use over win. A group's lag and committed offsets move in
+// stairs, one per commit, and a line through a window only a few commits
+// long tilts with their phase by about half a commit's share of the window:
+// with fewer than minCommits commits the tolerance widens to that (a
+// stalled group, which commits nothing, still fails: its backlog grows by
+// the whole rate). The marker lag growth does not depend on commits.
+func recordsTolerance(tol float64, win []lagSample) float64 {
+	if !win[0].hasCommit {
+		return tol
+	}
+	commits := map[int64]bool{}
+	for _, ls := range win {
+		commits[ls.committed] = true
+	}
+	if n := len(commits); n < minCommits {
+		return max(tol, 0.5/float64(n))
+	}
+	return tol
 }
 
 // slope is the least-squares slope of f over the samples, per second.
