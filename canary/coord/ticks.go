@@ -78,6 +78,9 @@ func (c *Coordinator) Announced(ctx context.Context, since time.Time) (map[strin
 		return nil, fmt.Errorf("coordination topic offsets since %v: %v", since, start.Err)
 	}
 	out := map[string]map[int64]bool{}
+	if start.Offset < 0 { // no record stamped since
+		return out, nil
+	}
 	for next := start.Offset; next < end.Offset; {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
