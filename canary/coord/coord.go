@@ -127,6 +127,8 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		kgo.ConsumeTopics(c.cfg.Topic),
 		kgo.Balancers(&balancer{c: c}),
 		kgo.DisableAutoCommit(), // the group never holds offsets: nothing to read as lag
+		// The ticks announced go to partition 0 (Announce).
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
 		kgo.SessionTimeout(c.cfg.SessionTimeout),
 		kgo.RebalanceTimeout(c.cfg.SessionTimeout),

@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/slo-scout/slo-canary/internal/sched"
 	"github.com/slo-scout/slo-canary/internal/testenv"
 )
 
@@ -396,5 +397,52 @@ func TestLeaveBoundedWhileJoinHangs(t *testing.T) {
 	}
 	if co.IsLeader() || co.Holds() {
 		t.Error("the member still claims leadership after it left")
+	}
+}
+
+var _ sched.TickLog = (*Coordinator)(nil)
+
+// TestTicksAnnouncedAreReadBack: what the leader announces of its scheduled
+// ticks, another replica reads back from the coordination topic, by job,
+// from a time on; records of other kinds (a burst's) are ignored, and a read
+// from a time with no record since returns at once, empty.
+func TestTicksAnnouncedAreReadBack(t *testing.T) {
+	testenv.VerifyNoLeaks(t)
+	_, addrs := newCluster(t)
+	ms := []*member{startMember(t, addrs, "canary-0"), startMember(t, addrs, "canary-1")}
+	leader, rest := byInstance(ms, waitStable(t, 30*time.Second, ms...))
+	ctx := context.Background()
+	before := time.Now().Add(-time.Second)
+	t0 := time.Unix(1_800_000_000, 0)
+	for _, a := range []struct {
+		job     string
+		tick    time.Time
+		outcome string
+	}{{"burst", t0, "ran"}, {"burst", t0.Add(10 * time.Second), "group_busy"}, {"queries", t0, "no_leader"}} {
+		if err := leader.Announce(ctx, a.job, a.tick, a.outcome); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl := leader.client.Load()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: testTopic, Partition: 0, Key: []byte("b1"), Value: []byte(`{"type":"start","burst":"b1"}`)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := rest[0].Announced(ctx, before)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]map[int64]bool{
+		"burst":   {t0.UnixNano(): true, t0.Add(10 * time.Second).UnixNano(): true},
+		"queries": {t0.UnixNano(): true},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("announced ticks: %v, want %v", got, want)
+	}
+	got, err = rest[0].Announced(ctx, time.Now().Add(time.Minute))
+	if err != nil || len(got) != 0 {
+		t.Errorf("announced ticks from a minute ahead: %v, %v; want none", got, err)
+	}
+	if h := leader.Horizon(); h != 2*testSession+testSession/3 {
+		t.Errorf("horizon %v, want twice the session timeout and a heartbeat", h)
 	}
 }

@@ -49,6 +49,7 @@ type replicaProc struct {
 	lines   []string    // every incarnation's log, for a failure
 	jobs    []time.Time // "scheduled job started", every incarnation
 	skipped []time.Time // scheduled runs skipped: nobody led, or the group was busy
+	lost    []time.Time // the ticks a dead leader left, counted leader_lost by this one as it took the lead over
 	listen  chan string // the address of the incarnation starting
 	partial []byte
 
@@ -123,6 +124,9 @@ func (r *replicaProc) line(l string) {
 		Time   time.Time `json:"time"`
 		Msg    string    `json:"msg"`
 		Listen string    `json:"listen"`
+		// Ticks: the ticks of a leader_lost count (its log line is written
+		// when the new leader takes over, not at the ticks).
+		Ticks []time.Time `json:"ticks"`
 	}
 	if json.Unmarshal([]byte(l), &rec) != nil {
 		return
@@ -135,6 +139,8 @@ func (r *replicaProc) line(l string) {
 		}
 	case rec.Msg == "scheduled job started":
 		r.jobs = append(r.jobs, rec.Time)
+	case strings.HasPrefix(rec.Msg, "scheduled job skipped") && len(rec.Ticks) > 0: // leader_lost
+		r.lost = append(r.lost, rec.Ticks...)
 	case strings.HasPrefix(rec.Msg, "scheduled job skipped"): // no leader, or its group busy: a skipped run
 		r.skipped = append(r.skipped, rec.Time)
 	}
@@ -230,6 +236,14 @@ func (r *replicaProc) jobTimes() (ran, skipped []time.Time) {
 	return append([]time.Time(nil), r.jobs...), append([]time.Time(nil), r.skipped...)
 }
 
+// lostTicks returns the ticks the replica counted leader_lost, over every
+// incarnation.
+func (r *replicaProc) lostTicks() []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]time.Time(nil), r.lost...)
+}
+
 // waitGroup waits until the running replicas rs form one group of len(rs)
 // with one leader, and returns it.
 func waitGroup(t *testing.T, rs []*replicaProc) *replicaProc {
@@ -284,7 +298,8 @@ func tickOf(at time.Time) int64 { return at.Truncate(replicaTick).Unix() }
 // leads; every tick runs exactly once across the three. The leader is
 // killed with SIGKILL: another leads within the session timeout and some,
 // the ticks go on exactly once (those due while the dead leader still held
-// the lead run nowhere, docs/replicas.md), and the killed replica, started
+// the lead run nowhere, and the new leader counts each once as leader_lost,
+// docs/replicas.md), and the killed replica, started
 // again under its instance, reads its markers in flight back from the
 // ingest topic: none is lost.
 func TestReplicaProcessesFailover(t *testing.T) {
@@ -364,9 +379,16 @@ func TestReplicaProcessesFailover(t *testing.T) {
 	})
 	noFalseLosses(t, rs)
 
-	// Kill the leader with a marker in flight, if one comes within 10 s.
+	// Kill the leader with a marker in flight, if one comes within 10 s,
+	// 8 s into a tick's period: its last heartbeat was at most a third of
+	// the session timeout (2 s) before, so the group notices 4 s after the
+	// kill at the earliest, and the next tick is left to the dead leader
+	// (the new leader must count it leader_lost).
 	look := time.Now()
-	testenv.WaitFor(t, 20*time.Second, "a marker in flight on the leader, or 10 s", func() bool {
+	testenv.WaitFor(t, 40*time.Second, "a marker in flight on the leader, or 10 s, 8 s into a tick's period", func() bool {
+		if phase := time.Since(time.Now().Truncate(replicaTick)); phase < 8*time.Second || phase > 8*time.Second+700*time.Millisecond {
+			return false
+		}
 		n, _ := leader.metric(markersPending)
 		return n >= 1 || time.Since(look) > 10*time.Second
 	})
@@ -413,9 +435,13 @@ func TestReplicaProcessesFailover(t *testing.T) {
 	})
 	noFalseLosses(t, rs)
 
+	deadFrom, deadTo := killed.Unix(), killed.Add(failover).Unix()
 	// Every tick since the group formed: at most once; exactly once but
-	// while a dead leader still held the lead, or when nobody led.
-	runs, skipped := map[int64]int{}, map[int64]bool{}
+	// when nobody led (counted skipped, no_leader), or while a dead leader
+	// still held the lead (counted leader_lost by the new leader, once
+	// across the group).
+	runs, skipped, lost := map[int64]int{}, map[int64]bool{}, map[int64]int{}
+	lostMetric := 0.0
 	for _, r := range rs {
 		ran, skip := r.jobTimes()
 		for _, at := range ran {
@@ -424,17 +450,41 @@ func TestReplicaProcessesFailover(t *testing.T) {
 		for _, at := range skip {
 			skipped[tickOf(at)] = true
 		}
+		for _, at := range r.lostTicks() {
+			lost[at.Unix()]++
+		}
+		// The killed leader, started again, counted none: each
+		// incarnation's counter holds what its log says.
+		n, _ := r.metric(`slo_canary_scheduled_skipped_total{reason="leader_lost",task="burst_tick"}`)
+		lostMetric += n
+	}
+	lostTotal := 0
+	for tick, n := range lost {
+		lostTotal += n
+		if tick <= deadFrom-1 || tick > deadTo {
+			t.Errorf("tick %s counted leader_lost, not within the dead leader's hold (%s to %s)", time.Unix(tick, 0).UTC().Format(time.TimeOnly),
+				killed.UTC().Format(time.TimeOnly), killed.Add(failover).UTC().Format(time.TimeOnly))
+		}
+	}
+	if lostTotal == 0 {
+		t.Errorf("no tick counted leader_lost: the tick after the kill was left to the dead leader")
+	}
+	if lostMetric != float64(lostTotal) {
+		t.Errorf("the replicas count %v ticks leader_lost, their logs %d", lostMetric, lostTotal)
 	}
 	last := tickOf(time.Now().Add(-2 * time.Second))
-	deadFrom, deadTo := killed.Unix(), killed.Add(failover).Unix()
 	step := int64(replicaTick / time.Second)
 	for tick := tickOf(formed) + step; tick <= last; tick += step {
 		at := time.Unix(tick, 0).UTC().Format(time.TimeOnly)
 		switch n := runs[tick]; {
 		case n > 1:
 			t.Errorf("tick %s ran %d times", at, n)
-		case n == 0 && tick > deadFrom && tick <= deadTo:
-			t.Logf("tick %s ran nowhere: the killed leader still held the lead", at)
+		case n+lost[tick] > 1:
+			t.Errorf("tick %s ran %d times and was counted leader_lost %d times", at, n, lost[tick])
+		case lost[tick] == 1 && skipped[tick]:
+			t.Errorf("tick %s counted leader_lost by the new leader and skipped (no_leader) by another replica", at)
+		case lost[tick] == 1:
+			t.Logf("tick %s ran nowhere: the killed leader still held the lead; the new leader counted it leader_lost", at)
 		case n == 0 && skipped[tick]:
 			t.Logf("tick %s ran nowhere: counted skipped (a rebalance, or the last run still going)", at)
 		case n == 0:

@@ -3,6 +3,7 @@ package sched
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Reasons a scheduled job did not run here (slo_canary_scheduled_skipped_total).
@@ -40,13 +41,17 @@ var ErrLeadershipLost = errors.New("another replica leads now")
 // this replica leading does not stop it. Runs on demand (TryRun) are
 // not gated. Call it before Add: it also aligns the "@every D" schedules
 // added after it to the multiples of D since the Unix epoch, the same times
-// on every replica, so that a tick is one time for the whole group.
+// on every replica, so that a tick is one time for the whole group. If l is
+// also a TickLog, the ticks a dead leader left are counted by the replica
+// that takes the lead over (leader_lost).
 func (s *Scheduler) LeaderOnly(l Leadership) {
 	s.lead = l
+	s.ticks, _ = l.(TickLog)
 }
 
-// leading reports whether j may start here, counting it skipped if not.
-func (s *Scheduler) leading(j Job) bool {
+// leading reports whether j may start here for its time tick, counting it
+// skipped if not.
+func (s *Scheduler) leading(ctx context.Context, j Job, tick time.Time) bool {
 	if s.lead == nil {
 		return true
 	}
@@ -57,10 +62,13 @@ func (s *Scheduler) leading(j Job) bool {
 	case any:
 		s.skip.WithLabelValues(j.Name, skipNotLeader).Inc()
 		s.log.Debug("scheduled job left to the leader", "job", j.Name)
+		s.leftToLeader(j, tick)
 	default:
 		s.skip.WithLabelValues(j.Name, skipNoLeader).Inc()
 		s.runs.WithLabelValues(j.Name, "skipped").Inc()
 		s.log.Warn("scheduled job skipped: the replicas are rebalancing and none leads", "job", j.Name)
+		// So that the next leader does not count it again as leader_lost.
+		s.announce(ctx, j, tick, skipNoLeader)
 	}
 	return false
 }

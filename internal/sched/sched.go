@@ -39,10 +39,15 @@ type Scheduler struct {
 	busy  *prometheus.GaugeVec
 	skip  *prometheus.CounterVec
 	lead  Leadership // nil: this process runs every job
+	ticks TickLog    // lead's, if it keeps one: nil without
+	now   func() time.Time
 	mu    sync.Mutex
 	held  map[string]string // group -> job holding it
 	ctx   context.Context
 	ready chan struct{}
+
+	// pending: per job, the ticks left to another leader lately (not_leader)
+	pending map[string][]pending
 }
 
 // Scheduled job outcomes, initialised at zero for every job. The job's name
@@ -63,10 +68,12 @@ func New(reg prometheus.Registerer, logger *slog.Logger) *Scheduler {
 		busy: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: "slo_canary", Name: "scheduled_job_running",
 			Help: "1 while the job runs."}, []string{"task"}),
 		skip: f.NewCounterVec(prometheus.CounterOpts{Namespace: "slo_canary", Name: "scheduled_skipped_total",
-			Help: "Scheduled jobs not run here, by reason: group_busy, not_leader (another replica leads and runs it), no_leader (a rebalance: it ran nowhere)."},
+			Help: "Scheduled jobs not run here, by reason: group_busy, not_leader (another replica leads and runs it), no_leader (a rebalance: it ran nowhere), leader_lost (counted by a new leader: its dead predecessor was still believed to lead, it ran nowhere)."},
 			[]string{"task", "reason"}),
-		held:  map[string]string{},
-		ready: make(chan struct{}),
+		now:     time.Now,
+		held:    map[string]string{},
+		pending: map[string][]pending{},
+		ready:   make(chan struct{}),
 	}
 }
 
@@ -85,7 +92,13 @@ func (s *Scheduler) Add(j Job) error {
 	if every, ok := spec.(cron.ConstantDelaySchedule); ok && s.lead != nil {
 		spec = aligned{every: every.Delay}
 	}
-	s.cron.Schedule(spec, cron.FuncJob(func() { s.fire(j) }))
+	if s.ticks == nil {
+		s.cron.Schedule(spec, cron.FuncJob(func() { s.fire(j, time.Time{}) }))
+	} else {
+		// The tick a job fires for is announced to the group.
+		tk := &ticked{Schedule: spec}
+		s.cron.Schedule(tk, cron.FuncJob(func() { s.fire(j, tk.due(s.now())) }))
+	}
 	for _, r := range jobResults {
 		s.runs.WithLabelValues(j.Name, r)
 	}
@@ -94,6 +107,9 @@ func (s *Scheduler) Add(j Job) error {
 	if s.lead != nil {
 		s.skip.WithLabelValues(j.Name, skipNotLeader)
 		s.skip.WithLabelValues(j.Name, skipNoLeader)
+	}
+	if s.ticks != nil {
+		s.skip.WithLabelValues(j.Name, skipLeaderLost)
 	}
 	return nil
 }
@@ -136,14 +152,20 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	s.ctx = jctx
 	s.mu.Unlock()
 	close(s.ready)
+	var wg sync.WaitGroup
+	if s.ticks != nil {
+		wg.Go(func() { s.watchTakeover(jctx) })
+	}
 	s.cron.Start()
 	<-ctx.Done()
 	cancel()
 	<-s.cron.Stop().Done()
+	wg.Wait()
 	return nil
 }
 
-func (s *Scheduler) fire(j Job) {
+// fire starts j for its scheduled time tick, if this replica leads.
+func (s *Scheduler) fire(j Job, tick time.Time) {
 	<-s.ready
 	s.mu.Lock()
 	ctx := s.ctx
@@ -151,10 +173,16 @@ func (s *Scheduler) fire(j Job) {
 	if ctx.Err() != nil {
 		return
 	}
-	if !s.leading(j) || !s.acquire(j) {
+	if !s.leading(ctx, j, tick) {
+		return
+	}
+	if !s.acquire(j) {
+		s.announce(ctx, j, tick, skipBusy)
 		return
 	}
 	defer s.release(j)
+	// Announced before it starts: a leader killed during the run has run it.
+	s.announce(ctx, j, tick, tickRan)
 	if s.lead != nil {
 		var stop func()
 		ctx, stop = s.whileLeading(ctx)
