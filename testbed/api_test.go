@@ -275,6 +275,11 @@ func TestServeWritesQueries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Without a database sink the written config watches the capsule stage
+	// only: a database stage would wait for a server that is not there.
+	if got := c.EnabledObservers(); !slices.Equal(got, []string{"capsules"}) {
+		t.Errorf("stages %v, want only capsules without PostgreSQL", got)
+	}
 	q := c.Queries
 	// The SLI probes discover the API's journeys from its services.
 	if q.BaseURL != info.APIURL || !q.Probes["sli"].DiscoversJourneys() || !q.Probes["sli_evidence"].DiscoversJourneys() ||

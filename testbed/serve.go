@@ -231,6 +231,10 @@ func canaryConfig(info ServeInfo, cfg PipelineConfig, listen string) []byte {
 	b.WriteString("observers:\n")
 	if info.DSN != "" {
 		fmt.Fprintf(&b, "  database:\n    enabled: true\n    type: sql\n    sql:\n      dsn: %s\n", q(info.DSN))
+	} else {
+		// No database sink: the default database stage would wait for a
+		// server that is not there, and the canary would never be ready.
+		b.WriteString("  database:\n    enabled: false\n")
 	}
 	fmt.Fprintf(&b, "  capsules:\n    enabled: true\n    type: kafka\n    deadline: 5m\n    kafka:\n      topic: %s\n      extract: json\n      field: sample_event_ids\n", q(cfg.CapsuleTopic))
 	if info.API != nil {
