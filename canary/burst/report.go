@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -282,15 +283,18 @@ func (s *SearchReport) ReportPath(dir string) string {
 }
 
 // LatestSearch reads the newest complete search of profile (one that was not
-// aborted and gave a figure) from the reports in dir. It returns nil without
-// an error when there is none, and skips, naming them in skipped, report
-// files it cannot read: one bad file does not hide the others.
+// aborted and gave a figure) from the reports in dir. Their names carry the
+// search's start time (ReportPath), so they are read newest first, up to the
+// first complete one. It returns nil without an error when there is none,
+// and skips, naming them in skipped, report files it cannot read: one bad
+// file does not hide the others.
 func LatestSearch(dir, profile string) (latest *SearchReport, skipped []error, err error) {
 	files, err := filepath.Glob(filepath.Join(dir, "capacity-"+profile+"-*.json"))
 	if err != nil {
 		return nil, nil, err
 	}
-	for _, f := range files {
+	slices.Sort(files)
+	for _, f := range slices.Backward(files) {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			skipped = append(skipped, err)
@@ -301,12 +305,9 @@ func LatestSearch(dir, profile string) (latest *SearchReport, skipped []error, e
 			skipped = append(skipped, fmt.Errorf("%s: %w", f, err))
 			continue
 		}
-		if r.Profile != profile || r.Aborted || r.Sustainable == nil {
-			continue
-		}
-		if latest == nil || r.Finished.After(latest.Finished) {
-			latest = &r
+		if r.Profile == profile && !r.Aborted && r.Sustainable != nil {
+			return &r, skipped, nil
 		}
 	}
-	return latest, skipped, nil
+	return nil, skipped, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,6 +13,29 @@ import (
 	"github.com/slo-scout/slo-canary/internal/testenv"
 	"github.com/slo-scout/slo-canary/testbed"
 )
+
+// waitLeader waits until the daemons whose /metrics are at urls form one
+// group of them all with exactly one leader, and returns the leader's index.
+func waitLeader(t *testing.T, urls []string) int {
+	t.Helper()
+	leader := -1
+	testenv.WaitFor(t, 60*time.Second, fmt.Sprintf("a group of %d with one leader", len(urls)), func() bool {
+		leader = -1
+		for i, u := range urls {
+			if n, _ := seriesValue(t, u, "slo_canary_coordination_members"); n != float64(len(urls)) {
+				return false
+			}
+			if l, _ := seriesValue(t, u, "slo_canary_coordination_leader"); l == 1 {
+				if leader >= 0 {
+					return false
+				}
+				leader = i
+			}
+		}
+		return leader >= 0
+	})
+	return leader
+}
 
 // TestDaemonReplicasShareBursts: two daemons with coordination on, each
 // with its own instance, form one group of two with one leader; a burst
@@ -33,22 +57,7 @@ func TestDaemonReplicasShareBursts(t *testing.T) {
 		})
 		urls = append(urls, startDaemon(t, daemonOpts{cfg: c}).url()+"/metrics")
 	}
-	leader := -1
-	testenv.WaitFor(t, 60*time.Second, "a group of two with one leader", func() bool {
-		leader = -1
-		for i, u := range urls {
-			if n, _ := seriesValue(t, u, "slo_canary_coordination_members"); n != 2 {
-				return false
-			}
-			if l, _ := seriesValue(t, u, "slo_canary_coordination_leader"); l == 1 {
-				if leader >= 0 {
-					return false
-				}
-				leader = i
-			}
-		}
-		return leader >= 0
-	})
+	leader := waitLeader(t, urls)
 	other := urls[1-leader]
 	testenv.WaitFor(t, 60*time.Second, "a burst on the leader and ticks left to it on the other", func() bool {
 		ran, _ := seriesValue(t, urls[leader], `slo_canary_scheduled_runs_total{result="success",task="burst_tiny"}`)
@@ -90,19 +99,7 @@ func TestDaemonReplicasScaleOutBurst(t *testing.T) {
 		})
 		urls = append(urls, startDaemon(t, daemonOpts{cfg: c}).url()+"/metrics")
 	}
-	leader := -1
-	testenv.WaitFor(t, 60*time.Second, "a group of two with one leader", func() bool {
-		leader = -1
-		for i, u := range urls {
-			if n, _ := seriesValue(t, u, "slo_canary_coordination_members"); n != 2 {
-				return false
-			}
-			if l, _ := seriesValue(t, u, "slo_canary_coordination_leader"); l == 1 {
-				leader = i
-			}
-		}
-		return leader >= 0
-	})
+	leader := waitLeader(t, urls)
 	other := urls[1-leader]
 	// The first tick may come before the group formed, and run alone: wait
 	// for a report of a shared burst.

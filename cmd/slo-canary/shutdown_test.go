@@ -140,18 +140,11 @@ func stopWithStalledBroker(t *testing.T, bursting bool) {
 		d := startDaemon(t, daemonOpts{cfg: &c, logger: newLogger(config.Log{Level: "info", Format: "json"}, log)})
 		ds, logs = append(ds, d), append(logs, log)
 	}
-	testenv.WaitFor(t, daemonWait, "a group of two with one leader", func() bool {
-		leaders := 0
-		for _, d := range ds {
-			if n, _ := seriesValue(t, d.url()+"/metrics", "slo_canary_coordination_members"); n != 2 {
-				return false
-			}
-			if l, _ := seriesValue(t, d.url()+"/metrics", "slo_canary_coordination_leader"); l == 1 {
-				leaders++
-			}
-		}
-		return leaders == 1
-	})
+	var urls []string
+	for _, d := range ds {
+		urls = append(urls, d.url()+"/metrics")
+	}
+	waitLeader(t, urls)
 	if bursting {
 		t.Cleanup(func() {
 			if t.Failed() {
